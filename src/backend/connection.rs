@@ -1,0 +1,353 @@
+//! One connection to a MariaDB server, logged in as a tenant's database user.
+//!
+//! silo speaks the client side of the login here (mysql_native_password,
+//! with AuthSwitchRequest handled), re-authenticates pooled connections with
+//! COM_CHANGE_USER, and resets them with COM_RESET_CONNECTION. The relay
+//! reaches the socket and read buffer directly through [`BackendConn::io`].
+
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use mysql_common::constants::CapabilityFlags;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::BackendError;
+use crate::config::BackendConfig;
+use crate::protocol::auth::{NATIVE_PLUGIN, native_token};
+use crate::protocol::command::{COM_INIT_DB, COM_QUERY, COM_QUIT, COM_RESET_CONNECTION};
+use crate::protocol::handshake::{self, PROFILE_FLAGS};
+use crate::protocol::packet::{self, HEADER_LEN};
+use crate::protocol::ProtocolError;
+use crate::secret::Secret;
+
+/// Who a backend connection is logged in as.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub password: Secret<String>,
+    pub database: String,
+}
+
+impl Identity {
+    pub fn new(user: &str, password: Secret<String>, database: &str) -> Self {
+        Self {
+            user: user.to_string(),
+            password,
+            database: database.to_string(),
+        }
+    }
+}
+
+/// The capabilities and collation a client negotiated that shape the bytes
+/// of every response. A client is relayed only to connections of its profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Profile {
+    pub capabilities: CapabilityFlags,
+    pub collation: u8,
+}
+
+impl Profile {
+    pub fn new(client_capabilities: CapabilityFlags, collation: u8) -> Self {
+        Self {
+            capabilities: client_capabilities & PROFILE_FLAGS,
+            collation,
+        }
+    }
+
+    pub fn deprecate_eof(&self) -> bool {
+        self.capabilities
+            .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+    }
+}
+
+/// Replies to control packets are small; anything larger is a desync.
+const MAX_CONTROL_PACKET: usize = 1 << 20;
+const ATTRIBUTES: &[(&str, &str)] = &[("program_name", "silo"), ("_client_name", "silo")];
+
+pub struct BackendConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    pub backend_id: u32,
+    /// The server's id for this connection, the target of `KILL QUERY`.
+    pub thread_id: u32,
+    pub profile: Profile,
+    /// The user currently logged in.
+    user: String,
+    /// The current database, when known for sure.
+    database: Option<String>,
+    /// Nonce of the greeting, reused by COM_CHANGE_USER.
+    scramble: Vec<u8>,
+    pub server_version: String,
+    pub created: Instant,
+    pub idle_since: Instant,
+}
+
+impl std::fmt::Debug for BackendConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConn")
+            .field("backend_id", &self.backend_id)
+            .field("thread_id", &self.thread_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackendConn {
+    /// Opens a connection and logs in as `identity`, bounded by the
+    /// backend's connect timeout.
+    ///
+    /// # Errors
+    /// Unreachable server, timeout, refused credentials, or a server missing
+    /// a capability the profile needs.
+    pub async fn connect(
+        backend: &BackendConfig,
+        identity: &Identity,
+        profile: Profile,
+    ) -> Result<Self, BackendError> {
+        tokio::time::timeout(
+            backend.connect_timeout(),
+            Self::connect_inner(backend, identity, profile),
+        )
+        .await
+        .map_err(|_| BackendError::ConnectTimeout)?
+    }
+
+    async fn connect_inner(
+        backend: &BackendConfig,
+        identity: &Identity,
+        profile: Profile,
+    ) -> Result<Self, BackendError> {
+        let stream = TcpStream::connect((backend.host.as_str(), backend.port))
+            .await
+            .map_err(BackendError::Connect)?;
+        stream.set_nodelay(true).map_err(BackendError::Connect)?;
+        let mut conn = BackendConn {
+            stream,
+            rbuf: BytesMut::with_capacity(4096),
+            backend_id: backend.id,
+            thread_id: 0,
+            profile,
+            user: identity.user.clone(),
+            database: Some(identity.database.clone()),
+            scramble: Vec::new(),
+            server_version: String::new(),
+            created: Instant::now(),
+            idle_since: Instant::now(),
+        };
+        let (_, greeting) = conn.read_control_packet().await?;
+        if greeting.first() == Some(&0xFF) {
+            return Err(refused(&greeting));
+        }
+        let greeting = handshake::parse_greeting(&greeting)?;
+        let wanted = handshake::backend_capabilities(profile.capabilities, true);
+        let required = (wanted & PROFILE_FLAGS)
+            | CapabilityFlags::CLIENT_PROTOCOL_41
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+        if !greeting.capabilities.contains(required) {
+            return Err(BackendError::Incompatible(
+                "a capability the client negotiated (e.g. CLIENT_DEPRECATE_EOF)",
+            ));
+        }
+        conn.thread_id = greeting.connection_id;
+        conn.scramble = greeting.scramble;
+        conn.server_version = greeting.version;
+        let capabilities = wanted & (greeting.capabilities | CapabilityFlags::CLIENT_LONG_PASSWORD);
+        let token = native_token(&conn.scramble, identity.password.expose().as_bytes());
+        let login = handshake::backend_login(
+            capabilities,
+            profile.collation,
+            identity.user.as_bytes(),
+            &token,
+            Some(identity.database.as_bytes()),
+            ATTRIBUTES,
+        );
+        conn.write_control_packet(1, &login).await?;
+        conn.finish_auth(2, identity).await?;
+        Ok(conn)
+    }
+
+    /// Reads the outcome of a login or COM_CHANGE_USER, answering an
+    /// AuthSwitchRequest to mysql_native_password.
+    async fn finish_auth(&mut self, mut seq: u8, identity: &Identity) -> Result<(), BackendError> {
+        for _ in 0..2 {
+            let (got, reply) = self.read_control_packet().await?;
+            seq = got.wrapping_add(1);
+            match reply.first() {
+                Some(0x00) => return Ok(()),
+                Some(0xFF) => return Err(refused(&reply)),
+                Some(0xFE) => {
+                    let Some((plugin, nonce)) = handshake::parse_auth_switch(&reply) else {
+                        return Err(ProtocolError::malformed("auth switch").into());
+                    };
+                    if plugin != NATIVE_PLUGIN.as_bytes() {
+                        return Err(BackendError::UnsupportedAuth(
+                            String::from_utf8_lossy(plugin).into_owned(),
+                        ));
+                    }
+                    self.scramble = nonce.to_vec();
+                    let token = native_token(nonce, identity.password.expose().as_bytes());
+                    self.write_control_packet(seq, &token).await?;
+                }
+                _ => return Err(ProtocolError::malformed("login reply").into()),
+            }
+        }
+        let _ = seq;
+        Err(ProtocolError::malformed("repeated auth switch").into())
+    }
+
+    /// Re-authenticates as `identity` (COM_CHANGE_USER), which also resets
+    /// all session state, and selects the identity's database.
+    ///
+    /// # Errors
+    /// The server refused, or the connection broke.
+    pub async fn change_user(&mut self, identity: &Identity) -> Result<(), BackendError> {
+        let token = native_token(&self.scramble, identity.password.expose().as_bytes());
+        let packet = handshake::change_user(
+            identity.user.as_bytes(),
+            &token,
+            Some(identity.database.as_bytes()),
+            self.profile.collation,
+            ATTRIBUTES,
+        );
+        self.user.clear();
+        self.database = None;
+        self.write_control_packet(0, &packet).await?;
+        self.finish_auth(1, identity).await?;
+        self.user = identity.user.clone();
+        self.database = Some(identity.database.clone());
+        Ok(())
+    }
+
+    /// COM_RESET_CONNECTION: drops session variables, temporary tables,
+    /// user variables, prepared statements and open transactions. The
+    /// current database is kept by the server but silo stops trusting it.
+    ///
+    /// # Errors
+    /// The server refused, or the connection broke.
+    pub async fn reset(&mut self) -> Result<(), BackendError> {
+        self.database = None;
+        self.command(&[COM_RESET_CONNECTION]).await
+    }
+
+    /// COM_INIT_DB.
+    ///
+    /// # Errors
+    /// The server refused, or the connection broke.
+    pub async fn init_db(&mut self, database: &str) -> Result<(), BackendError> {
+        self.database = None;
+        let mut packet = Vec::with_capacity(1 + database.len());
+        packet.push(COM_INIT_DB);
+        packet.extend_from_slice(database.as_bytes());
+        self.command(&packet).await?;
+        self.database = Some(database.to_string());
+        Ok(())
+    }
+
+    /// Runs a statement that answers with OK or ERR (such as `KILL QUERY n`).
+    ///
+    /// # Errors
+    /// The server refused, or the connection broke.
+    pub async fn execute(&mut self, sql: &str) -> Result<(), BackendError> {
+        let mut packet = Vec::with_capacity(1 + sql.len());
+        packet.push(COM_QUERY);
+        packet.extend_from_slice(sql.as_bytes());
+        self.command(&packet).await
+    }
+
+    async fn command(&mut self, packet: &[u8]) -> Result<(), BackendError> {
+        self.write_control_packet(0, packet).await?;
+        let (_, reply) = self.read_control_packet().await?;
+        match reply.first() {
+            Some(0x00) => Ok(()),
+            Some(0xFF) => Err(refused(&reply)),
+            _ => Err(ProtocolError::malformed("command reply").into()),
+        }
+    }
+
+    /// Whether the connection is logged in as `identity` in its database.
+    pub fn matches(&self, identity: &Identity) -> bool {
+        self.user == identity.user
+    }
+
+    pub fn database_is(&self, database: &str) -> bool {
+        self.database.as_deref() == Some(database)
+    }
+
+    /// Forgets what database is selected (the client may have changed it).
+    pub fn forget_database(&mut self) {
+        self.database = None;
+    }
+
+    /// A cheap check, without I/O wait, that the server has not closed the
+    /// connection while it sat idle (wait_timeout, restart, KILL).
+    pub fn is_alive(&mut self) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+
+    /// The socket and its read buffer, for the relay.
+    pub fn io(&mut self) -> (&mut TcpStream, &mut BytesMut) {
+        (&mut self.stream, &mut self.rbuf)
+    }
+
+    async fn write_control_packet(&mut self, seq: u8, payload: &[u8]) -> Result<(), BackendError> {
+        let mut out = BytesMut::with_capacity(payload.len() + HEADER_LEN);
+        packet::write_packet(&mut out, seq, payload);
+        self.stream.write_all(&out).await?;
+        Ok(())
+    }
+
+    /// Reads one small packet (login and control replies).
+    async fn read_control_packet(&mut self) -> Result<(u8, BytesMut), BackendError> {
+        loop {
+            if let Some((len, seq)) = packet::header(&self.rbuf) {
+                if len >= MAX_CONTROL_PACKET {
+                    return Err(ProtocolError::TooLarge {
+                        len,
+                        max: MAX_CONTROL_PACKET,
+                    }
+                    .into());
+                }
+                if self.rbuf.len() >= HEADER_LEN + len {
+                    self.rbuf.advance(HEADER_LEN);
+                    return Ok((seq, self.rbuf.split_to(len)));
+                }
+            }
+            self.rbuf.reserve(4096);
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(BackendError::Closed);
+            }
+        }
+    }
+
+    /// How long this connection has existed.
+    pub fn age(&self) -> Duration {
+        self.created.elapsed()
+    }
+}
+
+impl Drop for BackendConn {
+    fn drop(&mut self) {
+        // A polite COM_QUIT so the server does not log an aborted connection;
+        // best effort, never blocking.
+        let _ = self.stream.try_write(&[1, 0, 0, 0, COM_QUIT]);
+    }
+}
+
+fn refused(payload: &[u8]) -> BackendError {
+    match handshake::parse_err(payload) {
+        Some((code, sqlstate, message)) => BackendError::Refused {
+            code,
+            sqlstate,
+            message,
+        },
+        None => ProtocolError::malformed("ERR").into(),
+    }
+}

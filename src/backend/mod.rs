@@ -1,0 +1,10 @@
+//! Connections to MariaDB servers and the per-backend pools that share them
+//! between tenants.
+
+pub mod connection;
+pub mod error;
+pub mod pool;
+
+pub use connection::{BackendConn, Identity};
+pub use error::BackendError;
+pub use pool::{Lease, Pool, PoolStats, Pools};

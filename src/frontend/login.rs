@@ -1,0 +1,215 @@
+//! From accept to an authenticated client: greeting, optional in-band TLS
+//! upgrade, HandshakeResponse, auth switch to mysql_native_password,
+//! tenant identification, password check, tenant status, OK.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_common::constants::CapabilityFlags;
+
+use super::Context;
+use super::error::LoginError;
+use super::stream::{ClientConn, ClientStream, PacketError, read_packet_exact};
+use crate::backend::connection::Profile;
+use crate::config::TenantStatus;
+use crate::protocol::ServerError;
+use crate::protocol::auth::{self, NATIVE_PLUGIN, SCRAMBLE_LEN};
+use crate::protocol::error_code::sanitize;
+use crate::protocol::handshake::{self, FirstResponse};
+use crate::routing::TenantRoute;
+use crate::routing::identify::{self, LoginFacts};
+
+/// Login packets are small; a larger one is garbage or an attack.
+pub const MAX_LOGIN_PACKET: usize = 64 * 1024;
+/// utf8mb4_general_ci, offered in the greeting like MariaDB does.
+const DEFAULT_COLLATION: u8 = 45;
+
+/// An authenticated client, ready for commands.
+pub struct LoggedIn {
+    pub tenant: Arc<TenantRoute>,
+    pub username: String,
+    pub capabilities: CapabilityFlags,
+    pub profile: Profile,
+    /// The database the client asked for, if any (else the tenant's).
+    pub database: Option<String>,
+    pub attributes: HashMap<String, String>,
+    pub sni: Option<String>,
+    /// The nonce of the greeting, kept to verify a later COM_CHANGE_USER.
+    pub scramble: [u8; SCRAMBLE_LEN],
+}
+
+/// The client's credentials for one tenant, checked against the table.
+pub struct Credentials<'a> {
+    pub user: &'a str,
+    pub database: Option<&'a str>,
+    pub attributes: &'a HashMap<String, String>,
+    pub sni: Option<&'a str>,
+    pub scramble: &'a [u8],
+    pub token: &'a [u8],
+}
+
+/// Identifies the tenant and checks the password and the tenant's status.
+/// Returns the tenant and the username within it.
+///
+/// # Errors
+/// The ERR to send and a log reason; the message leaks no secret, and the
+/// tenant's status is only revealed to a client that knew the password.
+pub fn authenticate(
+    ctx: &Context,
+    creds: &Credentials<'_>,
+) -> Result<(Arc<TenantRoute>, String), LoginError> {
+    let table = ctx.router.load();
+    let facts = LoginFacts {
+        user: creds.user,
+        attributes: creds.attributes,
+        sni: creds.sni,
+        database: creds.database,
+    };
+    let shown_user = sanitize(creds.user.as_bytes());
+    let found = identify::identify(&table, facts).map_err(|unknown| {
+        let candidate = unknown.candidate.as_deref().map(|c| sanitize(c.as_bytes()));
+        LoginError::refused(
+            ServerError::unknown_tenant(&shown_user, candidate.as_deref()),
+            "unknown tenant",
+        )
+    })?;
+    let tenant = found.tenant;
+    let verified = match table.user(&tenant.id, &found.username) {
+        Some(hash) => auth::verify_native(hash, creds.scramble, creds.token),
+        None => false,
+    };
+    if !verified {
+        return Err(LoginError::refused(
+            ServerError::access_denied(&shown_user),
+            "wrong password or unknown user",
+        ));
+    }
+    if tenant.status != TenantStatus::Active {
+        return Err(LoginError::refused(
+            ServerError::tenant_not_active(tenant.slug(), &tenant.status.to_string()),
+            "tenant not active",
+        ));
+    }
+    Ok((tenant, found.username))
+}
+
+/// Runs the login conversation on `client` (plain TCP, upgraded in place
+/// to TLS on an SSLRequest). On error the caller sends the ERR, if any, with
+/// sequence id `*seq`, and closes.
+///
+/// # Errors
+/// See [`LoginError`].
+pub async fn login(
+    ctx: &Context,
+    client: &mut ClientConn,
+    connection_id: u32,
+    seq: &mut u8,
+) -> Result<LoggedIn, LoginError> {
+    let scramble = auth::new_scramble().map_err(|_| LoginError::Random)?;
+    let offered = handshake::server_capabilities(ctx.tls.is_some());
+    let greeting = handshake::greeting(
+        connection_id,
+        &ctx.server_version,
+        &scramble,
+        offered,
+        DEFAULT_COLLATION,
+    );
+    client.queue_packet(0, &greeting);
+    client.flush().await.map_err(packet_io)?;
+
+    let ClientStream::Plain(tcp) = &mut client.stream else {
+        return Err(LoginError::Packet(PacketError::Closed));
+    };
+    // Exact-size read: a TLS ClientHello may already follow the SSLRequest.
+    let (got, first) = read_packet_exact(tcp, MAX_LOGIN_PACKET).await?;
+    *seq = got.wrapping_add(1);
+    let (login, sni) = match handshake::parse_first_response(&first).map_err(packet_err)? {
+        FirstResponse::SslRequest { .. } => {
+            let Some(acceptor) = &ctx.tls else {
+                return Err(LoginError::refused(
+                    ServerError::bad_handshake(),
+                    "SSLRequest but TLS is not configured",
+                ));
+            };
+            let ClientStream::Plain(tcp) =
+                std::mem::replace(&mut client.stream, ClientStream::Detached)
+            else {
+                return Err(LoginError::Packet(PacketError::Closed));
+            };
+            let tls = acceptor.accept(tcp).await.map_err(LoginError::Tls)?;
+            let sni = tls.get_ref().1.server_name().map(str::to_string);
+            client.stream = ClientStream::Tls(Box::new(tls));
+            let (got, payload) = client.read_packet(MAX_LOGIN_PACKET).await?;
+            *seq = got.wrapping_add(1);
+            (handshake::parse_login(&payload).map_err(packet_err)?, sni)
+        }
+        FirstResponse::Login(login) => {
+            if ctx.tls_required {
+                return Err(LoginError::refused(
+                    ServerError::tls_required(),
+                    "plain-text login while TLS is required",
+                ));
+            }
+            (login, None)
+        }
+    };
+
+    let capabilities = login.capabilities & offered;
+    let token = if wants_switch(login.auth_plugin.as_deref(), capabilities) {
+        // MySQL 8+ clients start with caching_sha2_password; switch them.
+        client.queue_packet(*seq, &handshake::auth_switch_request(&scramble));
+        client.flush().await.map_err(packet_io)?;
+        let (got, reply) = client.read_packet(MAX_LOGIN_PACKET).await?;
+        *seq = got.wrapping_add(1);
+        reply.to_vec()
+    } else {
+        login.auth_response.clone()
+    };
+    let user = String::from_utf8_lossy(&login.user).into_owned();
+    let database = login
+        .database
+        .as_deref()
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    let (tenant, username) = authenticate(
+        ctx,
+        &Credentials {
+            user: &user,
+            database: database.as_deref(),
+            attributes: &login.attributes,
+            sni: sni.as_deref(),
+            scramble: &scramble,
+            token: &token,
+        },
+    )?;
+    client.queue_packet(*seq, &ok_payload());
+    client.flush().await.map_err(packet_io)?;
+    Ok(LoggedIn {
+        tenant,
+        username,
+        capabilities,
+        profile: Profile::new(capabilities, login.collation),
+        database,
+        attributes: login.attributes,
+        sni,
+        scramble,
+    })
+}
+
+fn packet_io(e: std::io::Error) -> LoginError {
+    LoginError::Packet(e.into())
+}
+
+fn packet_err(e: crate::protocol::ProtocolError) -> LoginError {
+    LoginError::Packet(e.into())
+}
+
+fn wants_switch(plugin: Option<&[u8]>, capabilities: CapabilityFlags) -> bool {
+    capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+        && plugin.is_some_and(|p| p != NATIVE_PLUGIN.as_bytes())
+}
+
+/// An OK packet: no rows affected, autocommit on.
+pub fn ok_payload() -> [u8; 7] {
+    [0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]
+}
+

@@ -1,0 +1,29 @@
+//! One client connection, from accept through TLS upgrade and login to quit.
+
+pub mod error;
+pub mod listener;
+pub mod login;
+pub mod registry;
+pub mod session;
+pub mod stream;
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::backend::Pools;
+use crate::routing::Router;
+
+/// What every client session shares, built once by the server.
+pub struct Context {
+    pub router: Arc<Router>,
+    pub pools: Arc<Pools>,
+    pub registry: Arc<registry::Registry>,
+    pub tls: Option<TlsAcceptor>,
+    pub tls_required: bool,
+    /// Sent in the greeting, in the backend's style.
+    pub server_version: String,
+    pub lease_timeout: Duration,
+}

@@ -1,0 +1,149 @@
+//! Live client sessions by silo connection id: the id clients see in the
+//! handshake and use with `KILL [QUERY] <id>`.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+
+use crate::backend::Identity;
+use crate::routing::TenantId;
+
+/// Where a session's statements currently run.
+#[derive(Debug, Clone)]
+pub struct BackendTarget {
+    pub backend_id: u32,
+    pub thread_id: u32,
+    pub identity: Arc<Identity>,
+}
+
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: u32,
+    tenant: Mutex<Option<TenantId>>,
+    backend: Mutex<Option<BackendTarget>>,
+    killed: AtomicBool,
+    kill_signal: Notify,
+}
+
+impl SessionHandle {
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.tenant.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_tenant(&self, tenant: Option<TenantId>) {
+        *self.tenant.lock().unwrap_or_else(|p| p.into_inner()) = tenant;
+    }
+
+    pub fn backend(&self) -> Option<BackendTarget> {
+        self.backend.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_backend(&self, target: Option<BackendTarget>) {
+        *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = target;
+    }
+
+    /// Asks the session to end after its current statement.
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.kill_signal.notify_one();
+    }
+
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`SessionHandle::kill`] was called (even before this call).
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: the signal is kept until a call observes it.
+    pub async fn killed(&self) {
+        if self.is_killed() {
+            return;
+        }
+        self.kill_signal.notified().await;
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    sessions: DashMap<u32, Arc<SessionHandle>>,
+    next_id: AtomicU32,
+}
+
+impl Registry {
+    /// Registers a new session under a fresh id; the returned guard
+    /// unregisters it when dropped.
+    pub fn register(self: &Arc<Self>) -> Registered {
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+            if id == 0 || self.sessions.contains_key(&id) {
+                continue;
+            }
+            let handle = Arc::new(SessionHandle {
+                id,
+                tenant: Mutex::new(None),
+                backend: Mutex::new(None),
+                killed: AtomicBool::new(false),
+                kill_signal: Notify::new(),
+            });
+            self.sessions.insert(id, handle.clone());
+            return Registered {
+                registry: self.clone(),
+                handle,
+            };
+        }
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<SessionHandle>> {
+        self.sessions.get(&id).map(|h| h.value().clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+pub struct Registered {
+    registry: Arc<Registry>,
+    pub handle: Arc<SessionHandle>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.sessions.remove(&self.handle.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_unique_and_unregistered_on_drop() {
+        let registry = Arc::new(Registry::default());
+        let a = registry.register();
+        let b = registry.register();
+        assert_ne!(a.handle.id, b.handle.id);
+        assert_eq!(registry.len(), 2);
+        let id = a.handle.id;
+        drop(a);
+        assert!(registry.get(id).is_none());
+        assert_eq!(registry.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn kill_is_observed_even_when_signalled_first() {
+        let registry = Arc::new(Registry::default());
+        let s = registry.register();
+        s.handle.kill();
+        tokio::time::timeout(std::time::Duration::from_secs(1), s.handle.killed())
+            .await
+            .expect("kill observed");
+    }
+}

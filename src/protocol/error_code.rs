@@ -1,0 +1,214 @@
+//! The errors silo itself sends to clients: MariaDB error number, SQLSTATE and
+//! message, built by named constructors so codes stay consistent.
+//!
+//! Messages name what the client sent or what it may do; they never contain
+//! passwords, scrambles, backend credentials or internal error text.
+
+use bytes::{BufMut, BytesMut};
+
+use super::packet;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError {
+    pub code: u16,
+    pub sqlstate: [u8; 5],
+    pub message: String,
+}
+
+/// Bounds a client-supplied string before it is echoed in an error or a log,
+/// replacing control characters so it cannot forge log lines.
+pub fn sanitize(input: &[u8]) -> String {
+    const MAX: usize = 64;
+    let text = String::from_utf8_lossy(input.get(..MAX).unwrap_or(input));
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if input.len() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+impl ServerError {
+    pub fn new(code: u16, sqlstate: &[u8; 5], message: impl Into<String>) -> Self {
+        Self {
+            code,
+            sqlstate: *sqlstate,
+            message: message.into(),
+        }
+    }
+
+    /// Wrong password, or a user that does not exist for the tenant.
+    pub fn access_denied(user: &str) -> Self {
+        Self::new(
+            1045,
+            b"28000",
+            format!("Access denied for user '{user}' (using password: YES)"),
+        )
+    }
+
+    /// No identification method found a tenant for this login.
+    pub fn unknown_tenant(user: &str, candidate: Option<&str>) -> Self {
+        let message = match candidate {
+            Some(slug) => format!("Access denied for user '{user}': unknown tenant '{slug}'"),
+            None => format!(
+                "Access denied for user '{user}': no tenant could be identified (use user.tenant, the connect attribute 'tenant', or a tenant database)"
+            ),
+        };
+        Self::new(1045, b"28000", message)
+    }
+
+    /// The tenant exists and the password is right, but its status forbids logins.
+    pub fn tenant_not_active(slug: &str, status: &str) -> Self {
+        let why = match status {
+            "provisioning" => "is not ready yet (provisioning)".to_string(),
+            "paused" => "is paused for maintenance".to_string(),
+            other => format!("is {other}"),
+        };
+        Self::new(1045, b"28000", format!("Access denied: tenant '{slug}' {why}"))
+    }
+
+    pub fn tls_required() -> Self {
+        Self::new(
+            3159,
+            b"HY000",
+            "Connections using insecure transport are prohibited: this silo requires TLS",
+        )
+    }
+
+    pub fn unsupported_auth_plugin(plugin: &str) -> Self {
+        Self::new(
+            1251,
+            b"08004",
+            format!(
+                "Client does not support authentication protocol requested by server ('{plugin}'); use mysql_native_password"
+            ),
+        )
+    }
+
+    pub fn bad_handshake() -> Self {
+        Self::new(1043, b"08S01", "Bad handshake")
+    }
+
+    pub fn malformed_packet() -> Self {
+        Self::new(1835, b"HY000", "Malformed communication packet")
+    }
+
+    pub fn packet_too_large() -> Self {
+        Self::new(
+            1153,
+            b"08S01",
+            "Got a packet bigger than 'max_allowed_packet' bytes",
+        )
+    }
+
+    pub fn unknown_command(command: u8) -> Self {
+        Self::new(
+            1047,
+            b"08S01",
+            format!("Unknown command 0x{command:02x}: not supported through silo"),
+        )
+    }
+
+    pub fn no_such_thread(id: u64) -> Self {
+        Self::new(1094, b"HY000", format!("Unknown thread id: {id}"))
+    }
+
+    pub fn kill_unsupported(what: &str) -> Self {
+        Self::new(
+            1235,
+            b"42000",
+            format!(
+                "This version of silo doesn't yet support '{what}': use KILL [CONNECTION|QUERY] <id>"
+            ),
+        )
+    }
+
+    pub fn connection_killed() -> Self {
+        Self::new(1927, b"70100", "Connection was killed")
+    }
+
+    pub fn backend_unavailable(slug: &str) -> Self {
+        Self::new(
+            2003,
+            b"HY000",
+            format!("Can't connect to the database server of tenant '{slug}'"),
+        )
+    }
+
+    pub fn backend_lost() -> Self {
+        Self::new(
+            2013,
+            b"HY000",
+            "Lost connection to the database server during query",
+        )
+    }
+
+    pub fn lease_timeout(waited_ms: u64) -> Self {
+        Self::new(
+            1040,
+            b"08004",
+            format!(
+                "Too many connections: no database connection became free within {waited_ms} ms"
+            ),
+        )
+    }
+
+    pub fn backend_login_failed(slug: &str) -> Self {
+        Self::new(
+            1045,
+            b"28000",
+            format!(
+                "Access denied: silo could not log in to the database of tenant '{slug}' (check its credentials)"
+            ),
+        )
+    }
+
+    /// An internal failure; the details go to the log under `reference`.
+    pub fn internal(reference: u64) -> Self {
+        Self::new(
+            1105,
+            b"HY000",
+            format!("Internal proxy error (reference {reference})"),
+        )
+    }
+
+    /// Appends this error as an ERR packet with sequence id `seq`.
+    /// See <https://mariadb.com/kb/en/err_packet/>.
+    pub fn encode(&self, seq: u8, out: &mut BytesMut) {
+        let mut payload = BytesMut::with_capacity(9 + self.message.len());
+        payload.put_u8(0xFF);
+        payload.put_u16_le(self.code);
+        payload.put_u8(b'#');
+        payload.put_slice(&self.sqlstate);
+        payload.put_slice(self.message.as_bytes());
+        packet::write_packet(out, seq, &payload);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn err_packet_layout() {
+        let mut out = BytesMut::new();
+        ServerError::access_denied("app").encode(2, &mut out);
+        let (len, seq) = packet::header(&out).unwrap();
+        assert_eq!((len, seq), (out.len() - 4, 2));
+        assert_eq!(out[4], 0xFF);
+        assert_eq!(u16::from_le_bytes([out[5], out[6]]), 1045);
+        assert_eq!(&out[7..13], b"#28000");
+        assert!(out[13..].starts_with(b"Access denied for user 'app'"));
+    }
+
+    #[test]
+    fn sanitize_bounds_and_neutralises_control_characters() {
+        assert_eq!(sanitize(b"app\nroot"), "app?root");
+        let long = vec![b'a'; 200];
+        assert_eq!(sanitize(&long).chars().count(), 65);
+        assert_eq!(sanitize(&[0xFF, b'x']), "\u{FFFD}x");
+    }
+}

@@ -1,0 +1,144 @@
+//! Wiring: builds the shared handles from a configuration, binds the
+//! listener and runs it. The only module that knows all the others.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::backend::Pools;
+use crate::config::{BackendConfig, Config};
+use crate::frontend::registry::Registry;
+use crate::frontend::{Context, listener, tls};
+use crate::protocol::handshake;
+use crate::protocol::packet;
+use crate::routing::{RouteTable, Router};
+
+/// Greeting version when no backend answers at start.
+const FALLBACK_VERSION: &str = "5.5.5-10.11.0-MariaDB-silo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<Context>,
+}
+
+impl Server {
+    /// Builds the route table and pools, probes the backends' version and
+    /// binds the MySQL listener. Needs a running tokio runtime.
+    ///
+    /// # Errors
+    /// The listener cannot be bound, or the TLS files are unusable.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let tls = match &config.tls {
+            Some(t) => Some(TlsAcceptor::from(
+                tls::load_server_config(t).map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
+        let listener = TcpListener::bind(config.listen.mysql)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen.mysql,
+                source,
+            })?;
+        let server_version = probe_version(&config.backends).await;
+        let ctx = Arc::new(Context {
+            router: Arc::new(Router::new(RouteTable::from_config(&config, 1))),
+            pools: Arc::new(Pools::new(&config)),
+            registry: Arc::new(Registry::default()),
+            tls,
+            tls_required: config.tls.as_ref().is_some_and(|t| t.required),
+            server_version,
+            lease_timeout: config.pool.lease_timeout(),
+        });
+        Ok(Server { listener, ctx })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The shared handles (route table, pools, sessions), for tests and
+    /// operator surfaces.
+    pub fn context(&self) -> Arc<Context> {
+        self.ctx.clone()
+    }
+
+    /// Serves clients until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        info!(addr = %self.local_addr(), version = %self.ctx.server_version, "silo listening");
+        listener::serve(self.listener, self.ctx, shutdown).await;
+    }
+}
+
+/// The greeting version in the backend's style (`5.5.5-10.11.6-MariaDB-silo`):
+/// clients key behaviour on it.
+async fn probe_version(backends: &[BackendConfig]) -> String {
+    for b in backends {
+        match tokio::time::timeout(b.connect_timeout().min(Duration::from_secs(2)), read_greeting(b)).await {
+            Ok(Ok(version)) => return silo_version(&version),
+            Ok(Err(e)) => warn!(backend = b.id, error = %e, "backend did not answer the version probe"),
+            Err(_) => warn!(backend = b.id, "backend version probe timed out"),
+        }
+    }
+    FALLBACK_VERSION.to_string()
+}
+
+async fn read_greeting(b: &BackendConfig) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect((b.host.as_str(), b.port)).await?;
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let (len, _) = packet::header(&header).unwrap_or((0, 0));
+    if len > 4096 {
+        return Err(std::io::Error::other("oversized greeting"));
+    }
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await?;
+    handshake::parse_greeting(&payload)
+        .map(|g| g.version)
+        .map_err(std::io::Error::other)
+}
+
+fn silo_version(backend: &str) -> String {
+    let bare = backend.strip_prefix("5.5.5-").unwrap_or(backend);
+    let number: String = bare
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    if number.is_empty() {
+        return FALLBACK_VERSION.to_string();
+    }
+    format!("5.5.5-{number}-MariaDB-silo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_follows_the_backend() {
+        assert_eq!(
+            silo_version("5.5.5-10.11.19-MariaDB-0+deb12u1"),
+            "5.5.5-10.11.19-MariaDB-silo"
+        );
+        assert_eq!(silo_version("11.4.2-MariaDB"), "5.5.5-11.4.2-MariaDB-silo");
+        assert_eq!(silo_version("garbage"), FALLBACK_VERSION);
+    }
+}
