@@ -463,7 +463,10 @@ impl RawConfig {
         for (i, b) in self.backends.iter().enumerate() {
             let key = format!("backends[{i}]");
             if !backend_ids.insert(b.id) {
-                p.add(format!("{key}.id"), format!("backend id {} is declared twice", b.id));
+                p.add(
+                    format!("{key}.id"),
+                    format!("backend id {} is declared twice", b.id),
+                );
             }
             if b.host.trim().is_empty() {
                 p.add(format!("{key}.host"), "must not be empty");
@@ -475,7 +478,10 @@ impl RawConfig {
                 p.add(format!("{key}.max_connections"), "must be at least 1");
             }
             if b.connect_timeout_ms == 0 {
-                p.add(format!("{key}.connect_timeout_ms"), "must be greater than 0");
+                p.add(
+                    format!("{key}.connect_timeout_ms"),
+                    "must be greater than 0",
+                );
             }
             if b.idle_timeout_ms == 0 {
                 p.add(format!("{key}.idle_timeout_ms"), "must be greater than 0");

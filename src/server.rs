@@ -92,9 +92,16 @@ impl Server {
 /// clients key behaviour on it.
 async fn probe_version(backends: &[BackendConfig]) -> String {
     for b in backends {
-        match tokio::time::timeout(b.connect_timeout().min(Duration::from_secs(2)), read_greeting(b)).await {
+        match tokio::time::timeout(
+            b.connect_timeout().min(Duration::from_secs(2)),
+            read_greeting(b),
+        )
+        .await
+        {
             Ok(Ok(version)) => return silo_version(&version),
-            Ok(Err(e)) => warn!(backend = b.id, error = %e, "backend did not answer the version probe"),
+            Ok(Err(e)) => {
+                warn!(backend = b.id, error = %e, "backend did not answer the version probe")
+            }
             Err(_) => warn!(backend = b.id, "backend version probe timed out"),
         }
     }

@@ -14,11 +14,11 @@ use tokio::net::TcpStream;
 
 use super::BackendError;
 use crate::config::BackendConfig;
+use crate::protocol::ProtocolError;
 use crate::protocol::auth::{NATIVE_PLUGIN, native_token};
 use crate::protocol::command::{COM_INIT_DB, COM_QUERY, COM_QUIT, COM_RESET_CONNECTION};
 use crate::protocol::handshake::{self, PROFILE_FLAGS};
 use crate::protocol::packet::{self, HEADER_LEN};
-use crate::protocol::ProtocolError;
 use crate::secret::Secret;
 
 /// Who a backend connection is logged in as.

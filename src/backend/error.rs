@@ -49,7 +49,13 @@ impl BackendError {
 
     /// A refusal of the tenant's credentials or database by the server.
     pub fn is_access_denied(&self) -> bool {
-        matches!(self, BackendError::Refused { code: 1044 | 1045 | 1049, .. })
+        matches!(
+            self,
+            BackendError::Refused {
+                code: 1044 | 1045 | 1049,
+                ..
+            }
+        )
     }
 }
 

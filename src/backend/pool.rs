@@ -139,7 +139,9 @@ impl Pool {
             let mut lease = match grant {
                 Some(Grant::Matching(conn) | Grant::Other(conn)) => self.lease_of(conn, true),
                 Some(Grant::NewSlot) => {
-                    let slot = Slot { pool: Some(self.clone()) };
+                    let slot = Slot {
+                        pool: Some(self.clone()),
+                    };
                     match BackendConn::connect(&self.backend, identity, profile).await {
                         Ok(conn) => {
                             self.stats.opened.fetch_add(1, Ordering::Relaxed);
@@ -332,7 +334,9 @@ pub struct Lease {
 impl Lease {
     pub fn conn(&mut self) -> &mut BackendConn {
         // Invariant: `conn` is Some until release/discard consume the lease.
-        self.conn.as_mut().unwrap_or_else(|| unreachable!("lease used after release"))
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("lease used after release"))
     }
 
     pub fn conn_ref(&self) -> Option<&BackendConn> {

@@ -50,7 +50,11 @@ mod tests {
     fn malformed_logins_get_bad_handshake_and_closed_ones_nothing() {
         let bad = LoginError::Packet(PacketError::Protocol(ProtocolError::malformed("x")));
         assert_eq!(bad.to_server_error().map(|e| e.code), Some(1043));
-        assert!(LoginError::Packet(PacketError::Closed).to_server_error().is_none());
+        assert!(
+            LoginError::Packet(PacketError::Closed)
+                .to_server_error()
+                .is_none()
+        );
         let refused = LoginError::refused(ServerError::access_denied("u"), "wrong password");
         assert_eq!(refused.to_server_error().map(|e| e.code), Some(1045));
     }

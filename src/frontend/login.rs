@@ -212,4 +212,3 @@ fn wants_switch(plugin: Option<&[u8]>, capabilities: CapabilityFlags) -> bool {
 pub fn ok_payload() -> [u8; 7] {
     [0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]
 }
-

@@ -29,7 +29,10 @@ pub struct SessionHandle {
 
 impl SessionHandle {
     pub fn tenant(&self) -> Option<TenantId> {
-        self.tenant.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.tenant
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_tenant(&self, tenant: Option<TenantId>) {
@@ -37,7 +40,10 @@ impl SessionHandle {
     }
 
     pub fn backend(&self) -> Option<BackendTarget> {
-        self.backend.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_backend(&self, target: Option<BackendTarget>) {

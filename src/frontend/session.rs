@@ -142,7 +142,10 @@ impl Session {
         };
         let (len, seq, cmd) = head;
         if seq != 0 {
-            info!(conn = self.handle.id, seq, "command with a non-zero sequence id; closing");
+            info!(
+                conn = self.handle.id,
+                seq, "command with a non-zero sequence id; closing"
+            );
             self.client
                 .send_error(seq.wrapping_add(1), &ServerError::malformed_packet())
                 .await;
@@ -250,20 +253,21 @@ impl Session {
             .lease(&identity, self.profile, self.ctx.lease_timeout)
             .await
             .map_err(|e| self.backend_error(&e))?;
-        if let Some(db) = self.database.as_deref() {
-            if db != identity.database {
-                if let Err(e) = lease.conn().init_db(db).await {
-                    lease.release();
-                    return Err(match e {
-                        BackendError::Refused {
-                            code,
-                            sqlstate,
-                            message,
-                        } => ServerError::new(code, &sqlstate, message),
-                        other => self.backend_error(&other),
-                    });
-                }
-            }
+        if let Some(db) = self
+            .database
+            .as_deref()
+            .filter(|db| *db != identity.database)
+            && let Err(e) = lease.conn().init_db(db).await
+        {
+            lease.release();
+            return Err(match e {
+                BackendError::Refused {
+                    code,
+                    sqlstate,
+                    message,
+                } => ServerError::new(code, &sqlstate, message),
+                other => self.backend_error(&other),
+            });
         }
         let conn = lease.conn();
         self.handle.set_backend(Some(BackendTarget {
@@ -281,11 +285,21 @@ impl Session {
         let slug = self.tenant.slug();
         match e {
             BackendError::LeaseTimeout { waited_ms } => {
-                info!(conn = self.handle.id, tenant = slug, waited_ms, "no backend connection became free");
+                info!(
+                    conn = self.handle.id,
+                    tenant = slug,
+                    waited_ms,
+                    "no backend connection became free"
+                );
                 ServerError::lease_timeout(*waited_ms)
             }
             BackendError::Refused { code, .. } if e.is_access_denied() => {
-                warn!(conn = self.handle.id, tenant = slug, code, "backend refused the tenant's database credentials");
+                warn!(
+                    conn = self.handle.id,
+                    tenant = slug,
+                    code,
+                    "backend refused the tenant's database credentials"
+                );
                 ServerError::backend_login_failed(slug)
             }
             other => {
@@ -297,11 +311,11 @@ impl Session {
 
     /// Relays one command and its whole response.
     async fn relay(&mut self, kind: CommandKind) -> Result<Flow, PacketError> {
-        if self.lease.is_none() {
-            if let Err(error) = self.acquire().await {
-                self.skip_command().await?;
-                return self.reply_error(&error).await;
-            }
+        if self.lease.is_none()
+            && let Err(error) = self.acquire().await
+        {
+            self.skip_command().await?;
+            return self.reply_error(&error).await;
         }
         match self.forward_command().await? {
             Flow::Continue => {}
@@ -380,7 +394,9 @@ impl Session {
                     warn!(conn = self.handle.id, tenant = %self.tenant.id, error = %e, "unexpected response from the backend; closing");
                     self.drop_lease();
                     if !forwarded {
-                        self.client.send_error(1, &ServerError::backend_lost()).await;
+                        self.client
+                            .send_error(1, &ServerError::backend_lost())
+                            .await;
                     }
                     return Ok(Flow::End);
                 }
@@ -390,7 +406,11 @@ impl Session {
                 Progress::Done { end } | Progress::LocalInfile { end } => end,
             };
             if n > 0 {
-                if let Err(e) = self.client.write_through(buf.get(..n).unwrap_or_default()).await {
+                if let Err(e) = self
+                    .client
+                    .write_through(buf.get(..n).unwrap_or_default())
+                    .await
+                {
                     self.drop_lease();
                     return Err(e.into());
                 }
@@ -416,7 +436,9 @@ impl Session {
                 info!(conn = self.handle.id, tenant = %self.tenant.id, "backend connection lost during a response");
                 self.drop_lease();
                 if !forwarded {
-                    self.client.send_error(1, &ServerError::backend_lost()).await;
+                    self.client
+                        .send_error(1, &ServerError::backend_lost())
+                        .await;
                 }
                 return Ok(Flow::End);
             }
@@ -439,7 +461,9 @@ impl Session {
                 let chunk = self.client.rbuf.get(..n).unwrap_or_default();
                 if stream.write_all(chunk).await.is_err() {
                     self.drop_lease();
-                    self.client.send_error(1, &ServerError::backend_lost()).await;
+                    self.client
+                        .send_error(1, &ServerError::backend_lost())
+                        .await;
                     return Ok(Flow::End);
                 }
                 self.client.rbuf.advance(n);
@@ -463,7 +487,9 @@ impl Session {
         ) {
             Ok(p) => p,
             Err(_) => {
-                self.client.send_error(1, &ServerError::malformed_packet()).await;
+                self.client
+                    .send_error(1, &ServerError::malformed_packet())
+                    .await;
                 return Ok(Flow::End);
             }
         };
@@ -477,7 +503,9 @@ impl Session {
             scramble = match auth::new_scramble() {
                 Ok(s) => s,
                 Err(_) => {
-                    self.client.send_error(1, &ServerError::internal(u64::from(self.handle.id))).await;
+                    self.client
+                        .send_error(1, &ServerError::internal(u64::from(self.handle.id)))
+                        .await;
                     return Ok(Flow::End);
                 }
             };
@@ -553,17 +581,21 @@ impl Session {
             .and_then(|id| self.ctx.registry.get(id))
             .filter(|t| t.tenant().as_ref() == Some(&self.tenant.id));
         let Some(target) = target else {
-            return self.reply_error(&ServerError::no_such_thread(target_id)).await;
+            return self
+                .reply_error(&ServerError::no_such_thread(target_id))
+                .await;
         };
         if target.id == self.handle.id && !query {
-            self.client.send_error(1, &ServerError::connection_killed()).await;
+            self.client
+                .send_error(1, &ServerError::connection_killed())
+                .await;
             return Ok(Flow::End);
         }
-        if let Some(backend) = target.backend() {
-            if let Err(e) = self.kill_backend_query(&backend).await {
-                warn!(conn = self.handle.id, target = target.id, error = %e, "could not stop the backend statement");
-                return self.reply_error(&self.backend_error(&e)).await;
-            }
+        if let Some(backend) = target.backend()
+            && let Err(e) = self.kill_backend_query(&backend).await
+        {
+            warn!(conn = self.handle.id, target = target.id, error = %e, "could not stop the backend statement");
+            return self.reply_error(&self.backend_error(&e)).await;
         }
         if !query {
             target.kill();
@@ -580,7 +612,10 @@ impl Session {
             .ok_or(BackendError::UnknownBackend(target.backend_id))?;
         let profile = Profile::new(CapabilityFlags::empty(), self.profile.collation);
         let mut side = BackendConn::connect(pool.backend(), &target.identity, profile).await?;
-        match side.execute(&format!("KILL QUERY {}", target.thread_id)).await {
+        match side
+            .execute(&format!("KILL QUERY {}", target.thread_id))
+            .await
+        {
             // The statement already finished: nothing left to stop.
             Err(BackendError::Refused { code: 1094, .. }) => Ok(()),
             other => other,

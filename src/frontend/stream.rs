@@ -21,7 +21,10 @@ pub enum ClientStream {
 }
 
 fn detached() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "stream detached for TLS upgrade")
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "stream detached for TLS upgrade",
+    )
 }
 
 impl AsyncRead for ClientStream {

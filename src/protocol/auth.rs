@@ -89,7 +89,7 @@ pub fn native_token(scramble: &[u8], password: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -100,9 +100,13 @@ mod tests {
         let parsed =
             NativeHash::parse_mariadb_hex("*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19").unwrap();
         assert_eq!(from_pw, parsed);
-        assert!(NativeHash::parse_mariadb_hex("2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19").is_none());
+        assert!(
+            NativeHash::parse_mariadb_hex("2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19").is_none()
+        );
         assert!(NativeHash::parse_mariadb_hex("*2470").is_none());
-        assert!(NativeHash::parse_mariadb_hex("*ZZ70C0C06DEE42FD1618BB99005ADCA2EC9D1E19").is_none());
+        assert!(
+            NativeHash::parse_mariadb_hex("*ZZ70C0C06DEE42FD1618BB99005ADCA2EC9D1E19").is_none()
+        );
     }
 
     #[test]
@@ -135,6 +139,9 @@ mod tests {
 
     #[test]
     fn debug_hides_the_hash() {
-        assert_eq!(format!("{:?}", NativeHash::from_password(b"x")), "NativeHash(..)");
+        assert_eq!(
+            format!("{:?}", NativeHash::from_password(b"x")),
+            "NativeHash(..)"
+        );
     }
 }

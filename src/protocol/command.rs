@@ -133,9 +133,7 @@ impl<'a> Words<'a> {
             let trimmed = self.rest.trim_ascii_start();
             if let Some(after) = trimmed.strip_prefix(b"/*") {
                 let end = after.windows(2).position(|w| w == b"*/");
-                self.rest = end
-                    .and_then(|e| after.get(e + 2..))
-                    .unwrap_or_default();
+                self.rest = end.and_then(|e| after.get(e + 2..)).unwrap_or_default();
             } else if let Some(after) = trimmed
                 .strip_prefix(b"-- ")
                 .or_else(|| trimmed.strip_prefix(b"#"))
@@ -178,12 +176,21 @@ mod tests {
     #[test]
     fn recognises_kill_forms() {
         assert_eq!(parse_kill(b"KILL 12"), Some(Kill::Connection(12)));
-        assert_eq!(parse_kill(b"kill connection 12;"), Some(Kill::Connection(12)));
+        assert_eq!(
+            parse_kill(b"kill connection 12;"),
+            Some(Kill::Connection(12))
+        );
         assert_eq!(parse_kill(b"  /* x */ KILL QUERY 7 "), Some(Kill::Query(7)));
         assert_eq!(parse_kill(b"KILL HARD QUERY 7"), Some(Kill::Query(7)));
         assert_eq!(parse_kill(b"KILL SOFT 7"), Some(Kill::Connection(7)));
-        assert_eq!(parse_kill(b"KILL QUERY ID 7"), Some(Kill::Unsupported("KILL QUERY ID")));
-        assert_eq!(parse_kill(b"KILL USER app"), Some(Kill::Unsupported("KILL USER")));
+        assert_eq!(
+            parse_kill(b"KILL QUERY ID 7"),
+            Some(Kill::Unsupported("KILL QUERY ID"))
+        );
+        assert_eq!(
+            parse_kill(b"KILL USER app"),
+            Some(Kill::Unsupported("KILL USER"))
+        );
     }
 
     #[test]

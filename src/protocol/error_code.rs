@@ -66,7 +66,11 @@ impl ServerError {
             "paused" => "is paused for maintenance".to_string(),
             other => format!("is {other}"),
         };
-        Self::new(1045, b"28000", format!("Access denied: tenant '{slug}' {why}"))
+        Self::new(
+            1045,
+            b"28000",
+            format!("Access denied: tenant '{slug}' {why}"),
+        )
     }
 
     pub fn tls_required() -> Self {

@@ -104,7 +104,10 @@ impl std::fmt::Debug for ClientLogin {
         f.debug_struct("ClientLogin")
             .field("capabilities", &self.capabilities)
             .field("user", &String::from_utf8_lossy(&self.user))
-            .field("database", &self.database.as_deref().map(String::from_utf8_lossy))
+            .field(
+                "database",
+                &self.database.as_deref().map(String::from_utf8_lossy),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -113,7 +116,9 @@ impl std::fmt::Debug for ClientLogin {
 #[derive(Debug)]
 pub enum FirstResponse {
     /// The client wants TLS; the ClientHello follows at once.
-    SslRequest { capabilities: CapabilityFlags },
+    SslRequest {
+        capabilities: CapabilityFlags,
+    },
     Login(ClientLogin),
 }
 
@@ -137,7 +142,8 @@ pub fn parse_first_response(payload: &[u8]) -> Result<FirstResponse, ProtocolErr
 
 pub fn parse_login(payload: &[u8]) -> Result<ClientLogin, ProtocolError> {
     let malformed = || ProtocolError::malformed("handshake response");
-    let response = HandshakeResponse::deserialize((), &mut ParseBuf(payload)).map_err(|_| malformed())?;
+    let response =
+        HandshakeResponse::deserialize((), &mut ParseBuf(payload)).map_err(|_| malformed())?;
     if !response
         .capabilities()
         .contains(CapabilityFlags::CLIENT_PROTOCOL_41)
@@ -386,7 +392,7 @@ pub fn parse_err(payload: &[u8]) -> Option<(u16, [u8; 5], String)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
     use mysql_common::packets::AuthPlugin;
@@ -401,13 +407,22 @@ mod tests {
     #[test]
     fn greeting_parses_back() {
         let scramble = *b"abcdefghijklmnopqrst";
-        let payload = greeting(42, "5.5.5-10.11.6-MariaDB-silo", &scramble, server_capabilities(true), 45);
+        let payload = greeting(
+            42,
+            "5.5.5-10.11.6-MariaDB-silo",
+            &scramble,
+            server_capabilities(true),
+            45,
+        );
         let g = parse_greeting(&payload).unwrap();
         assert_eq!(g.connection_id, 42);
         assert_eq!(g.version, "5.5.5-10.11.6-MariaDB-silo");
         assert_eq!(g.scramble, scramble);
         assert!(g.capabilities.contains(CapabilityFlags::CLIENT_SSL));
-        assert!(g.capabilities.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF));
+        assert!(
+            g.capabilities
+                .contains(CapabilityFlags::CLIENT_DEPRECATE_EOF)
+        );
         assert!(!g.capabilities.contains(CapabilityFlags::CLIENT_COMPRESS));
     }
 
@@ -434,15 +449,22 @@ mod tests {
         assert_eq!(login.database.as_deref(), Some(&b"tenant_acme"[..]));
         assert_eq!(login.auth_response, [1u8; 20]);
         assert_eq!(login.auth_plugin.as_deref(), Some(NATIVE_PLUGIN.as_bytes()));
-        assert_eq!(login.attributes.get("tenant").map(String::as_str), Some("acme"));
+        assert_eq!(
+            login.attributes.get("tenant").map(String::as_str),
+            Some("acme")
+        );
         assert!(!format!("{login:?}").contains("\u{1}"));
     }
 
     #[test]
     fn ssl_request_is_recognised_by_its_size() {
         let mut payload = Vec::new();
-        mysql_common::packets::SslRequest::new(client_caps() | CapabilityFlags::CLIENT_SSL, 1 << 24, 45)
-            .serialize(&mut payload);
+        mysql_common::packets::SslRequest::new(
+            client_caps() | CapabilityFlags::CLIENT_SSL,
+            1 << 24,
+            45,
+        )
+        .serialize(&mut payload);
         assert_eq!(payload.len(), SSL_REQUEST_LEN);
         assert!(matches!(
             parse_first_response(&payload).unwrap(),
@@ -459,13 +481,19 @@ mod tests {
                     payload[1] = 0x02; // CLIENT_PROTOCOL_41
                 }
                 let _ = parse_first_response(&payload);
-                let _ = parse_change_user(&payload, client_caps() | CapabilityFlags::CLIENT_CONNECT_ATTRS);
+                let _ = parse_change_user(
+                    &payload,
+                    client_caps() | CapabilityFlags::CLIENT_CONNECT_ATTRS,
+                );
                 let _ = parse_greeting(&payload);
                 let _ = parse_err(&payload);
                 let _ = parse_auth_switch(&payload);
             }
         }
-        assert_eq!(parse_first_response(&[0, 0, 0, 0, 1]).unwrap_err(), ProtocolError::Pre41Client);
+        assert_eq!(
+            parse_first_response(&[0, 0, 0, 0, 1]).unwrap_err(),
+            ProtocolError::Pre41Client
+        );
     }
 
     #[test]
@@ -477,8 +505,14 @@ mod tests {
         assert_eq!(parsed.auth_response, [7u8; 20]);
         assert_eq!(parsed.database.as_deref(), Some(&b"db"[..]));
         assert_eq!(parsed.collation, Some(45));
-        assert_eq!(parsed.auth_plugin.as_deref(), Some(NATIVE_PLUGIN.as_bytes()));
-        assert_eq!(parsed.attributes.get("tenant").map(String::as_str), Some("acme"));
+        assert_eq!(
+            parsed.auth_plugin.as_deref(),
+            Some(NATIVE_PLUGIN.as_bytes())
+        );
+        assert_eq!(
+            parsed.attributes.get("tenant").map(String::as_str),
+            Some("acme")
+        );
     }
 
     #[test]

@@ -184,7 +184,10 @@ impl ResponseScanner {
             }
             (State::MetaEof, Some(0xFE)) => {
                 self.status = eof_status(peek)?;
-                if self.status.contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS) {
+                if self
+                    .status
+                    .contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS)
+                {
                     State::Done
                 } else {
                     State::Rows
@@ -229,7 +232,9 @@ impl ResponseScanner {
                 State::Done
             }
             (State::LocalInfile | State::Done, Some(_)) => {
-                return Err(ProtocolError::malformed("packet after the end of a response"));
+                return Err(ProtocolError::malformed(
+                    "packet after the end of a response",
+                ));
             }
         };
         Ok(())
@@ -241,7 +246,10 @@ impl ResponseScanner {
     }
 
     fn after_result(&self) -> State {
-        if self.status.contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS) {
+        if self
+            .status
+            .contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS)
+        {
             State::First
         } else {
             State::Done
@@ -291,9 +299,7 @@ fn ok_status(peek: &[u8]) -> Result<StatusFlags, ProtocolError> {
 
 /// Status flags of a classic EOF packet: 0xFE, warnings (2), status (2).
 fn eof_status(peek: &[u8]) -> Result<StatusFlags, ProtocolError> {
-    let flags = peek
-        .get(3..5)
-        .ok_or(ProtocolError::malformed("EOF"))?;
+    let flags = peek.get(3..5).ok_or(ProtocolError::malformed("EOF"))?;
     Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
         flags.first().copied().unwrap_or(0),
         flags.get(1).copied().unwrap_or(0),

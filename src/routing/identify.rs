@@ -61,12 +61,10 @@ pub fn identify(table: &RouteTable, facts: LoginFacts<'_>) -> Result<Identified,
                 Some((user, slug)) if !user.is_empty() && !slug.is_empty() => (slug, user),
                 _ => continue,
             },
-            IdentificationMethod::UserTable => {
-                match table.tenant_for_unique_user(facts.user) {
-                    Some(t) => return Ok(found(t, facts.user, method)),
-                    None => continue,
-                }
-            }
+            IdentificationMethod::UserTable => match table.tenant_for_unique_user(facts.user) {
+                Some(t) => return Ok(found(t, facts.user, method)),
+                None => continue,
+            },
             IdentificationMethod::Database => {
                 match facts.database.and_then(|d| table.tenant_for_database(d)) {
                     Some(t) => return Ok(found(t, facts.user, method)),
@@ -184,7 +182,10 @@ password = "x"
         attrs.insert("tenant".to_string(), "globex".to_string());
 
         let by_attr = identify(&t, facts("app", &attrs, None, None)).unwrap();
-        assert_eq!((by_attr.tenant.slug(), by_attr.username.as_str()), ("globex", "app"));
+        assert_eq!(
+            (by_attr.tenant.slug(), by_attr.username.as_str()),
+            ("globex", "app")
+        );
         assert_eq!(by_attr.method, IdentificationMethod::ConnectAttribute);
 
         let by_sni = identify(&t, facts("app", &none, Some("acme.db.example.com"), None)).unwrap();
@@ -192,7 +193,10 @@ password = "x"
         assert_eq!(by_sni.method, IdentificationMethod::Sni);
 
         let by_suffix = identify(&t, facts("app.globex", &none, None, None)).unwrap();
-        assert_eq!((by_suffix.tenant.slug(), by_suffix.username.as_str()), ("globex", "app"));
+        assert_eq!(
+            (by_suffix.tenant.slug(), by_suffix.username.as_str()),
+            ("globex", "app")
+        );
 
         let by_user = identify(&t, facts("reporter", &none, None, None)).unwrap();
         assert_eq!(by_user.tenant.slug(), "globex");

@@ -37,13 +37,20 @@ fn frame(payloads: &[Vec<u8>]) -> Vec<u8> {
 fn result_set(columns: usize, rows: &[Vec<u8>], deprecate_eof: bool, status: u16) -> Vec<Vec<u8>> {
     let mut packets = vec![vec![columns as u8]];
     for _ in 0..columns {
-        packets.push(b"\x03def\x00\x00\x00\x01a\x00\x0c\x21\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00".to_vec());
+        packets.push(
+            b"\x03def\x00\x00\x00\x01a\x00\x0c\x21\x00\x0b\x00\x00\x00\x03\x00\x00\x00\x00\x00"
+                .to_vec(),
+        );
     }
     if !deprecate_eof {
         packets.push(eof(0x0002));
     }
     packets.extend(rows.iter().cloned());
-    packets.push(if deprecate_eof { ok(0xFE, status) } else { eof(status) });
+    packets.push(if deprecate_eof {
+        ok(0xFE, status)
+    } else {
+        eof(status)
+    });
     packets
 }
 
@@ -59,8 +66,16 @@ fn feed(scanner: &mut ResponseScanner, bytes: &[u8], step: usize) -> Progress {
                 consumed += forward;
                 pending.drain(..forward);
             }
-            Progress::Done { end } => return Progress::Done { end: consumed + end },
-            Progress::LocalInfile { end } => return Progress::LocalInfile { end: consumed + end },
+            Progress::Done { end } => {
+                return Progress::Done {
+                    end: consumed + end,
+                };
+            }
+            Progress::LocalInfile { end } => {
+                return Progress::LocalInfile {
+                    end: consumed + end,
+                };
+            }
         }
     }
     Progress::NeedMore { forward: consumed }
@@ -87,7 +102,11 @@ fn ends_exactly(kind: CommandKind, deprecate_eof: bool, bytes: &[u8]) {
 fn ok_and_err_end_at_once() {
     ends_exactly(CommandKind::ResultSets, true, &frame(&[ok(0, 2)]));
     ends_exactly(CommandKind::ResultSets, false, &frame(&[err()]));
-    ends_exactly(CommandKind::SinglePacket, false, &frame(&[b"Uptime: 5".to_vec()]));
+    ends_exactly(
+        CommandKind::SinglePacket,
+        false,
+        &frame(&[b"Uptime: 5".to_vec()]),
+    );
 }
 
 #[test]
@@ -149,7 +168,10 @@ fn packets_larger_than_16_mib_are_followed() {
         let bytes = frame(&result_set(1, &[row.clone()], deprecate, 2));
         for step in [1 << 16, 1 << 20, bytes.len()] {
             let mut s = ResponseScanner::for_command(CommandKind::ResultSets, deprecate).unwrap();
-            assert_eq!(feed(&mut s, &bytes, step), Progress::Done { end: bytes.len() });
+            assert_eq!(
+                feed(&mut s, &bytes, step),
+                Progress::Done { end: bytes.len() }
+            );
         }
     }
 }
@@ -158,7 +180,10 @@ fn packets_larger_than_16_mib_are_followed() {
 fn local_infile_hands_over_then_resumes() {
     let request = frame(&[b"\xfb/tmp/data.csv".to_vec()]);
     let mut s = ResponseScanner::for_command(CommandKind::ResultSets, true).unwrap();
-    assert_eq!(s.scan(&request).unwrap(), Progress::LocalInfile { end: request.len() });
+    assert_eq!(
+        s.scan(&request).unwrap(),
+        Progress::LocalInfile { end: request.len() }
+    );
     s.resume_after_infile();
     let done = frame(&[ok(0, 2)]);
     assert_eq!(s.scan(&done).unwrap(), Progress::Done { end: done.len() });
@@ -170,8 +195,16 @@ fn prepare_responses_count_their_definitions() {
     prep.extend_from_slice(&2u16.to_le_bytes()); // columns
     prep.extend_from_slice(&1u16.to_le_bytes()); // params
     prep.extend_from_slice(&[0, 0, 0]);
-    let def = b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\xfd\x80\x00\x00\x00\x00".to_vec();
-    let with_eof = frame(&[prep.clone(), def.clone(), eof(2), def.clone(), def.clone(), eof(2)]);
+    let def = b"\x03def\x00\x00\x00\x01?\x00\x0c\x3f\x00\x00\x00\x00\x00\xfd\x80\x00\x00\x00\x00"
+        .to_vec();
+    let with_eof = frame(&[
+        prep.clone(),
+        def.clone(),
+        eof(2),
+        def.clone(),
+        def.clone(),
+        eof(2),
+    ]);
     ends_exactly(CommandKind::Prepare, false, &with_eof);
     let without = frame(&[prep.clone(), def.clone(), def.clone(), def.clone()]);
     ends_exactly(CommandKind::Prepare, true, &without);
@@ -207,11 +240,15 @@ fn nonsense_is_an_error_not_a_panic() {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
             *b = (seed >> 16) as u8;
         }
-        bytes[0] = bytes[0] % 40;
+        bytes[0] %= 40;
         bytes[1] = 0;
         bytes[2] = 0;
-        for kind in [CommandKind::ResultSets, CommandKind::Prepare, CommandKind::Rows] {
-            let mut s = ResponseScanner::for_command(kind, seed % 2 == 0).unwrap();
+        for kind in [
+            CommandKind::ResultSets,
+            CommandKind::Prepare,
+            CommandKind::Rows,
+        ] {
+            let mut s = ResponseScanner::for_command(kind, seed.is_multiple_of(2)).unwrap();
             let _ = s.scan(&bytes);
         }
     }
@@ -222,7 +259,10 @@ fn request_scanner_finds_command_and_file_ends() {
     let cmd = frame(&[b"\x03SELECT 1".to_vec()]);
     let mut both = cmd.clone();
     both.extend_from_slice(&frame(&[b"\x0e".to_vec()]));
-    assert_eq!(RequestScanner::command().scan(&both), Progress::Done { end: cmd.len() });
+    assert_eq!(
+        RequestScanner::command().scan(&both),
+        Progress::Done { end: cmd.len() }
+    );
 
     let big = frame(&[vec![0x03; 0xFF_FFFF + 10]]);
     let mut r = RequestScanner::command();
@@ -238,9 +278,14 @@ fn request_scanner_finds_command_and_file_ends() {
     assert_eq!(end, Some(big.len()));
 
     let file = frame(&[b"1,a\n".to_vec(), b"2,b\n".to_vec(), vec![]]);
-    assert_eq!(RequestScanner::infile().scan(&file), Progress::Done { end: file.len() });
+    assert_eq!(
+        RequestScanner::infile().scan(&file),
+        Progress::Done { end: file.len() }
+    );
     assert_eq!(
         RequestScanner::infile().scan(&file[..file.len() - 4]),
-        Progress::NeedMore { forward: file.len() - 4 }
+        Progress::NeedMore {
+            forward: file.len() - 4
+        }
     );
 }

@@ -1,0 +1,266 @@
+//! Shared test support: real `mariadbd` servers ([`mariadb`]), a fault relay
+//! ([`faults`]), and silo instances started in-process on port 0.
+#![allow(dead_code)]
+
+pub mod faults;
+pub mod mariadb;
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::{Conn, Opts, OptsBuilder};
+use silo::config::Config;
+use silo::frontend::Context;
+use silo::server::Server;
+
+pub use mariadb::{TenantDb, error_code, provision_tenant, servers, unique};
+
+/// Upper bound for any single client operation in a test.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// Awaits `fut` for at most [`STEP`], panicking with `what` otherwise.
+pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(STEP, fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: no answer within {STEP:?}"),
+    }
+}
+
+pub const APP_PASSWORD: &str = "app-pass";
+
+/// A tenant provisioned on a real server plus its silo declaration.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub slug: String,
+    pub backend: u32,
+    pub db: TenantDb,
+    pub status: &'static str,
+}
+
+/// Builds a silo configuration around the shared servers.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    backends: Vec<(u32, SocketAddr, u32)>,
+    tenants: Vec<Tenant>,
+    /// (username, tenant slug, password)
+    users: Vec<(String, String, String)>,
+    order: Option<String>,
+    tls: Option<(PathBuf, PathBuf)>,
+    lease_timeout_ms: u64,
+}
+
+impl Setup {
+    /// Backends 1 and 2 are the two shared servers, 20 connections each.
+    pub fn new() -> Self {
+        let s = servers();
+        Self {
+            backends: vec![(1, s[0].addr(), 20), (2, s[1].addr(), 20)],
+            tenants: Vec::new(),
+            users: Vec::new(),
+            order: None,
+            tls: None,
+            lease_timeout_ms: 5_000,
+        }
+    }
+
+    /// Replaces backend `id` (e.g. to point it at a fault relay or to cap it).
+    pub fn backend(mut self, id: u32, addr: SocketAddr, max_connections: u32) -> Self {
+        self.backends.retain(|b| b.0 != id);
+        self.backends.push((id, addr, max_connections));
+        self
+    }
+
+    pub fn order(mut self, order: &str) -> Self {
+        self.order = Some(order.to_string());
+        self
+    }
+
+    pub fn tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
+        self.tls = Some((cert, key));
+        self
+    }
+
+    pub fn lease_timeout_ms(mut self, ms: u64) -> Self {
+        self.lease_timeout_ms = ms;
+        self
+    }
+
+    /// Provisions a fresh tenant on backend `backend` (1 or 2) with user
+    /// `app` / [`APP_PASSWORD`].
+    pub async fn tenant(&mut self, prefix: &str, backend: u32) -> Tenant {
+        self.tenant_with_status(prefix, backend, "active").await
+    }
+
+    pub async fn tenant_with_status(
+        &mut self,
+        prefix: &str,
+        backend: u32,
+        status: &'static str,
+    ) -> Tenant {
+        // No '_': a slug is also a DNS label when it travels in TLS SNI.
+        let slug = unique(prefix).replace('_', "");
+        let server = &servers()[(backend - 1) as usize];
+        let db = provision_tenant(server, &slug).await;
+        let tenant = Tenant {
+            slug: slug.clone(),
+            backend,
+            db,
+            status,
+        };
+        self.tenants.push(tenant.clone());
+        self.users
+            .push(("app".into(), slug, APP_PASSWORD.to_string()));
+        tenant
+    }
+
+    pub fn user(mut self, username: &str, tenant: &str, password: &str) -> Self {
+        self.users
+            .push((username.into(), tenant.into(), password.into()));
+        self
+    }
+
+    pub fn toml(&self) -> String {
+        let mut t = String::from("[listen]\nmysql = \"127.0.0.1:0\"\n");
+        t += &format!(
+            "[pool]\nmode = \"session\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\n",
+            self.lease_timeout_ms
+        );
+        if let Some(order) = &self.order {
+            t += &format!("[identification]\norder = {order}\n");
+        }
+        if let Some((cert, key)) = &self.tls {
+            t += &format!(
+                "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                cert.display(),
+                key.display()
+            );
+        }
+        for (id, addr, max) in &self.backends {
+            t += &format!(
+                "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = 60000\n",
+                addr.ip(),
+                addr.port()
+            );
+        }
+        t += r#"[[plans]]
+name = "starter"
+weight = 2
+max_client_connections = 100
+max_backend_leases = 10
+queue_timeout_ms = 2000
+max_queries_per_second = "unlimited"
+burst = "unlimited"
+max_query_time_ms = "unlimited"
+max_queries_per_day = "unlimited"
+"#;
+        for tenant in &self.tenants {
+            t += &format!(
+                "[[tenants]]\nslug = \"{}\"\nstatus = \"{}\"\nplan = \"starter\"\nbackend = {}\ndatabase = \"{}\"\ndb_user = \"{}\"\ndb_password = \"{}\"\n",
+                tenant.slug,
+                tenant.status,
+                tenant.backend,
+                tenant.db.database,
+                tenant.db.user,
+                tenant.db.password
+            );
+        }
+        for (user, tenant, password) in &self.users {
+            t += &format!(
+                "[[users]]\nusername = \"{user}\"\ntenant = \"{tenant}\"\npassword = \"{password}\"\n"
+            );
+        }
+        t
+    }
+
+    /// Starts silo in this test's runtime on a free port.
+    pub async fn start(&self) -> Silo {
+        let config = Config::from_toml(&self.toml()).expect("test config is valid");
+        let server = Server::bind(config).await.expect("silo binds");
+        let addr = server.local_addr();
+        let ctx = server.context();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Silo {
+            addr,
+            ctx,
+            _stop: stop,
+        }
+    }
+}
+
+/// A running silo; it stops accepting when dropped.
+pub struct Silo {
+    pub addr: SocketAddr,
+    pub ctx: Arc<Context>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Silo {
+    /// mysql_async options for `user` through silo, staying on TCP.
+    pub fn opts(&self, user: &str, password: &str) -> OptsBuilder {
+        mariadb::tcp_opts(self.addr)
+            .user(Some(user.to_string()))
+            .pass(Some(password.to_string()))
+    }
+
+    /// Connects as `app.<slug>`.
+    pub async fn app(&self, tenant: &Tenant) -> Conn {
+        self.connect(self.opts(&format!("app.{}", tenant.slug), APP_PASSWORD))
+            .await
+    }
+
+    pub async fn connect(&self, opts: impl Into<Opts>) -> Conn {
+        bounded("connecting through silo", Conn::new(opts.into()))
+            .await
+            .expect("login through silo")
+    }
+
+    /// Tries to connect and returns the login error.
+    pub async fn connect_err(&self, opts: impl Into<Opts>) -> mysql_async::Error {
+        match bounded("connecting through silo", Conn::new(opts.into())).await {
+            Ok(_) => panic!("login unexpectedly succeeded"),
+            Err(e) => e,
+        }
+    }
+
+    pub fn pool(&self, backend: u32) -> Arc<silo::backend::Pool> {
+        self.ctx.pools.get(backend).expect("backend pool exists")
+    }
+
+    /// Runs the `mariadb` command-line client against silo.
+    pub async fn cli(&self, user: &str, password: &str, args: &[&str]) -> std::process::Output {
+        let mut cmd = tokio::process::Command::new("mariadb");
+        cmd.arg("--protocol=TCP")
+            .arg("-h127.0.0.1")
+            .arg(format!("-P{}", self.addr.port()))
+            .arg(format!("-u{user}"))
+            .arg(format!("-p{password}"))
+            .arg("--batch")
+            .arg("--skip-column-names")
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        bounded("mariadb client", cmd.output())
+            .await
+            .expect("mariadb client runs")
+    }
+}
+
+/// Self-signed certificate for `*.db.example.com`, written to a temp dir.
+pub fn tls_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["*.db.example.com".into(), "localhost".into()])
+            .expect("certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    (dir, cert, key)
+}

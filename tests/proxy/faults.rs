@@ -1,0 +1,84 @@
+//! Backends that fail: a connection cut mid-query, a server that is down.
+
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+
+use crate::common::faults::FaultProxy;
+use crate::common::{APP_PASSWORD, Setup, bounded, error_code, servers};
+
+#[tokio::test]
+async fn a_backend_lost_mid_query_gives_an_error_and_later_clients_work() {
+    let proxy = FaultProxy::start(servers()[0].addr()).await;
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let silo = setup.backend(1, proxy.addr(), 5).start().await;
+
+    let mut victim = silo.app(&acme).await;
+    let running = tokio::spawn(async move {
+        let r: Result<Option<u8>, _> = victim.query_first("SELECT SLEEP(10)").await;
+        r
+    });
+    assert!(proxy.wait_for_connections(1, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.sever_all();
+    let outcome = bounded("victim's query", running).await.unwrap();
+    let err = outcome.expect_err("the query must fail, not hang or succeed");
+    assert!(matches!(error_code(&err), Some(2013) | None), "{err}");
+
+    let mut next = silo.app(&acme).await;
+    let n: Option<u64> = next
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+}
+
+#[tokio::test]
+async fn a_down_backend_is_reported_and_recovery_is_seen() {
+    let proxy = FaultProxy::start(servers()[1].addr()).await;
+    proxy.set_refuse(true);
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 2).await;
+    let silo = setup.backend(2, proxy.addr(), 5).start().await;
+
+    let err = silo
+        .connect_err(silo.opts(&format!("app.{}", acme.slug), APP_PASSWORD))
+        .await;
+    assert_eq!(error_code(&err), Some(2003), "{err}");
+    assert!(err.to_string().contains(&acme.slug), "{err}");
+
+    proxy.set_refuse(false);
+    let mut conn = silo.app(&acme).await;
+    let n: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    // The failed attempts did not leak pool slots.
+    assert_eq!(silo.pool(2).open_connections(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_idle_connection_is_replaced_transparently() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let silo = setup.start().await;
+    let mut first = silo.app(&acme).await;
+    let _: Option<u8> = first.query_first("SELECT 1").await.unwrap();
+    first.disconnect().await.unwrap();
+    // Wait for the reset connection to be idle, then kill it server-side.
+    for _ in 0..200 {
+        if silo.pool(1).snapshot().idle == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    crate::common::mariadb::kill_user_connections(&servers()[0], &acme.db.user).await;
+    let mut second = silo.app(&acme).await;
+    let n: Option<u64> = second
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+}

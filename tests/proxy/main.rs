@@ -1,0 +1,13 @@
+//! Integration tests: silo in-process, two real `mariadbd` servers shared by
+//! the whole binary, real clients (mysql_async and the `mariadb` CLI).
+//! Each test provisions its own tenants, so tests run in parallel.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod commands;
+mod faults;
+mod isolation;
+mod login;
+mod pool;
+mod relay;

@@ -1,0 +1,102 @@
+//! Pool caps, waiting, and reuse across clients and tenants.
+
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+
+use crate::common::mariadb::processlist_count;
+use crate::common::{Setup, bounded, error_code, servers};
+
+#[tokio::test]
+async fn a_full_pool_makes_clients_wait_then_time_out_clearly() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 2).await;
+    let silo = setup
+        .backend(2, servers()[1].addr(), 1)
+        .lease_timeout_ms(2_000)
+        .start()
+        .await;
+    let mut holder = silo.app(&acme).await;
+    let _: Option<u8> = holder.query_first("SELECT 1").await.unwrap();
+
+    // mysql_async runs a query at connect: with the only connection taken,
+    // the login itself waits, then gets ER_CON_COUNT_ERROR.
+    let err = silo
+        .connect_err(silo.opts(&format!("app.{}", acme.slug), crate::common::APP_PASSWORD))
+        .await;
+    assert_eq!(error_code(&err), Some(1040), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no database connection became free"),
+        "{err}"
+    );
+
+    // A client that waits is served as soon as the holder leaves, on the
+    // same (reset) connection.
+    let waiter = tokio::spawn({
+        let opts = silo.opts(&format!("app.{}", acme.slug), crate::common::APP_PASSWORD);
+        async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            c.query_first::<u64, _>("SELECT COUNT(*) FROM items").await
+        }
+    });
+    while silo.pool(2).snapshot().waiting == 0 {
+        assert!(!waiter.is_finished(), "the waiter did not wait");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holder.disconnect().await.unwrap();
+    let n = bounded("waiter", waiter)
+        .await
+        .unwrap()
+        .expect("waiter served");
+    assert_eq!(n, Some(3));
+    assert_eq!(silo.pool(2).snapshot().opened, 1);
+}
+
+#[tokio::test]
+async fn the_backend_cap_holds_with_many_clients_of_two_tenants() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 1).await;
+    let silo = setup
+        .backend(1, servers()[0].addr(), 3)
+        .lease_timeout_ms(10_000)
+        .start()
+        .await;
+
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let tenant = if i % 2 == 0 {
+            acme.clone()
+        } else {
+            globex.clone()
+        };
+        let opts = silo.opts(&format!("app.{}", tenant.slug), crate::common::APP_PASSWORD);
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            let name: Option<String> = c.query_first("SELECT name FROM items WHERE id = 1").await?;
+            c.query_drop("DO SLEEP(0.05)").await?;
+            c.disconnect().await?;
+            Ok::<_, mysql_async::Error>((tenant.slug, name))
+        }));
+    }
+    let mut peak = 0;
+    let backend = &servers()[0];
+    for task in tasks {
+        while !task.is_finished() {
+            let open = processlist_count(backend, &acme.db.user).await
+                + processlist_count(backend, &globex.db.user).await;
+            peak = peak.max(open);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (slug, name) = bounded("client", task)
+            .await
+            .unwrap()
+            .expect("client served");
+        assert_eq!(name, Some(format!("{slug} one")));
+    }
+    assert!(peak <= 3, "backend saw {peak} connections with a cap of 3");
+    let snap = silo.pool(1).snapshot();
+    assert!(snap.opened <= 3 + snap.closed, "{snap:?}");
+    assert_eq!(snap.in_use, 0, "{snap:?}");
+}
