@@ -735,3 +735,20 @@ password = "app-pass"
         assert_eq!(keys, ["tenants[1].slug", "tenants[2].slug"]);
     }
 }
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configs_are_valid() {
+        for (name, text) in [
+            ("example.toml", include_str!("../config/example.toml")),
+            ("demo.toml", include_str!("../config/demo.toml")),
+        ] {
+            if let Err(e) = Config::from_toml(text) {
+                panic!("config/{name}: {e}");
+            }
+        }
+    }
+}

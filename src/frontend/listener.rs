@@ -62,7 +62,12 @@ async fn handle_client(ctx: Arc<Context>, tcp: TcpStream) {
             debug!(conn = id, "session ended");
         }
         Err(e) => {
-            info!(conn = id, error = %e, "login failed");
+            // Refusals were logged with their user and tenant by login.
+            if matches!(e, super::error::LoginError::Refused { .. }) {
+                debug!(conn = id, error = %e, "login failed");
+            } else {
+                info!(conn = id, error = %e, "login failed");
+            }
             if let Some(error) = e.to_server_error() {
                 client.send_error(seq, &error).await;
             }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use mysql_common::constants::CapabilityFlags;
+use tracing::info;
 
 use super::Context;
 use super::error::LoginError;
@@ -68,6 +69,7 @@ pub fn authenticate(
     let shown_user = sanitize(creds.user.as_bytes());
     let found = identify::identify(&table, facts).map_err(|unknown| {
         let candidate = unknown.candidate.as_deref().map(|c| sanitize(c.as_bytes()));
+        info!(user = %shown_user, candidate = candidate.as_deref().unwrap_or("-"), "login refused: unknown tenant");
         LoginError::refused(
             ServerError::unknown_tenant(&shown_user, candidate.as_deref()),
             "unknown tenant",
@@ -79,12 +81,14 @@ pub fn authenticate(
         None => false,
     };
     if !verified {
+        info!(user = %shown_user, tenant = %tenant.id, "login refused: wrong password or unknown user");
         return Err(LoginError::refused(
             ServerError::access_denied(&shown_user),
             "wrong password or unknown user",
         ));
     }
     if tenant.status != TenantStatus::Active {
+        info!(user = %shown_user, tenant = %tenant.id, status = %tenant.status, "login refused: tenant not active");
         return Err(LoginError::refused(
             ServerError::tenant_not_active(tenant.slug(), &tenant.status.to_string()),
             "tenant not active",
