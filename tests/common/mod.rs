@@ -51,6 +51,7 @@ pub struct Setup {
     order: Option<String>,
     tls: Option<(PathBuf, PathBuf)>,
     lease_timeout_ms: u64,
+    idle_timeout_ms: u64,
 }
 
 impl Setup {
@@ -64,6 +65,7 @@ impl Setup {
             order: None,
             tls: None,
             lease_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
         }
     }
 
@@ -81,6 +83,11 @@ impl Setup {
 
     pub fn tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((cert, key));
+        self
+    }
+
+    pub fn idle_timeout_ms(mut self, ms: u64) -> Self {
+        self.idle_timeout_ms = ms;
         self
     }
 
@@ -141,9 +148,10 @@ impl Setup {
         }
         for (id, addr, max) in &self.backends {
             t += &format!(
-                "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = 60000\n",
+                "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = {}\n",
                 addr.ip(),
-                addr.port()
+                addr.port(),
+                self.idle_timeout_ms
             );
         }
         t += r#"[[plans]]

@@ -222,3 +222,93 @@ async fn garbage_and_malformed_packets_never_take_silo_down() {
 fn head(packet: &[u8]) -> Option<u8> {
     <[u8]>::first(packet).copied()
 }
+
+#[tokio::test]
+async fn cursors_and_long_data_are_relayed() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 2).await;
+    let silo = setup.start().await;
+    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
+        .await
+        .expect("raw login");
+
+    // COM_STMT_PREPARE: OK, then one column definition and its EOF.
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT id FROM items ORDER BY id");
+    let ok = raw.command(&prepare).await.unwrap();
+    assert_eq!(head(&ok), Some(0x00), "prepare failed");
+    let stmt = ok[1..5].to_vec();
+    for _ in 0..2 {
+        raw.read_packet().await.expect("column definition / EOF");
+    }
+
+    // COM_STMT_EXECUTE with CURSOR_TYPE_READ_ONLY: metadata, then an EOF
+    // saying a cursor is open, and no rows.
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&stmt);
+    execute.extend_from_slice(&[0x01, 1, 0, 0, 0]);
+    assert_eq!(raw.command(&execute).await.unwrap(), [1]);
+    raw.read_packet().await.expect("column definition");
+    let (_, eof) = raw.read_packet().await.expect("EOF");
+    assert_eq!(head(&eof), Some(0xFE));
+    assert_ne!(
+        u16::from_le_bytes([eof[3], eof[4]]) & 0x0040,
+        0,
+        "cursor exists"
+    );
+
+    // COM_STMT_FETCH two rows at a time: 2 rows, then the last one.
+    let mut fetch = vec![0x1C];
+    fetch.extend_from_slice(&stmt);
+    fetch.extend_from_slice(&2u32.to_le_bytes());
+    for expected in [2, 1] {
+        raw.send(0, &fetch).await;
+        let mut rows = 0;
+        loop {
+            let (_, p) = raw.read_packet().await.expect("fetched packet");
+            if head(&p) == Some(0xFE) && p.len() < 9 {
+                break;
+            }
+            rows += 1;
+        }
+        assert_eq!(rows, expected);
+    }
+    let mut close = vec![0x19];
+    close.extend_from_slice(&stmt);
+    raw.send(0, &close).await;
+
+    // COM_STMT_SEND_LONG_DATA has no response; the execute sees all chunks.
+    let mut prepare = vec![0x16];
+    prepare.extend_from_slice(b"SELECT LENGTH(?)");
+    let ok = raw.command(&prepare).await.unwrap();
+    assert_eq!(head(&ok), Some(0x00), "prepare failed");
+    let stmt = ok[1..5].to_vec();
+    for _ in 0..4 {
+        raw.read_packet()
+            .await
+            .expect("parameter and column definitions");
+    }
+    for chunk in [vec![b'a'; 100_000], vec![b'b'; 23_456]] {
+        let mut long_data = vec![0x18];
+        long_data.extend_from_slice(&stmt);
+        long_data.extend_from_slice(&[0, 0]);
+        long_data.extend_from_slice(&chunk);
+        raw.send(0, &long_data).await;
+    }
+    let mut execute = vec![0x17];
+    execute.extend_from_slice(&stmt);
+    execute.extend_from_slice(&[0x00, 1, 0, 0, 0]);
+    execute.extend_from_slice(&[0x00, 0x01, 0xFC, 0x00]); // null bitmap, types bound, BLOB
+    assert_eq!(raw.command(&execute).await.unwrap(), [1]);
+    raw.read_packet().await.expect("column definition");
+    raw.read_packet().await.expect("EOF");
+    let (_, row) = raw.read_packet().await.expect("row");
+    assert_eq!(head(&row), Some(0x00));
+    // LENGTH() is a MYSQL_TYPE_LONG: 4 bytes after the header and null bitmap.
+    let length = u32::from_le_bytes(row[2..6].try_into().unwrap());
+    assert_eq!(length, 123_456);
+    let (_, eof) = raw.read_packet().await.expect("final EOF");
+    assert_eq!(head(&eof), Some(0xFE));
+    // Still in step with the server.
+    assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
+}

@@ -100,3 +100,32 @@ async fn the_backend_cap_holds_with_many_clients_of_two_tenants() {
     assert!(snap.opened <= 3 + snap.closed, "{snap:?}");
     assert_eq!(snap.in_use, 0, "{snap:?}");
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let silo = setup.idle_timeout_ms(200).start().await;
+    let mut conn = silo.app(&acme).await;
+    let _: Option<u8> = conn.query_first("SELECT 1").await.unwrap();
+    conn.disconnect().await.unwrap();
+    let backend = &servers()[0];
+    let mut closed = false;
+    for _ in 0..200 {
+        let snap = silo.pool(1).snapshot();
+        if snap.closed >= 1
+            && snap.idle == 0
+            && processlist_count(backend, &acme.db.user).await == 0
+        {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        closed,
+        "idle connection still open: {:?}",
+        silo.pool(1).snapshot()
+    );
+    assert_eq!(silo.pool(1).open_connections(), 0);
+}
