@@ -745,6 +745,7 @@ mod shipped_files {
         for (name, text) in [
             ("example.toml", include_str!("../config/example.toml")),
             ("demo.toml", include_str!("../config/demo.toml")),
+            ("../docker/silo.toml", include_str!("../docker/silo.toml")),
         ] {
             if let Err(e) = Config::from_toml(text) {
                 panic!("config/{name}: {e}");

@@ -77,28 +77,17 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match silo::server::run_threaded(config, threads, shutdown_signal()) {
+        Ok(()) => {
+            tracing::info!("shut down");
+            ExitCode::SUCCESS
         }
-    };
-    runtime.block_on(async {
-        let server = match silo::server::Server::bind(config).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start");
-                return ExitCode::FAILURE;
-            }
-        };
-        server.run(shutdown_signal()).await;
-        tracing::info!("shutting down");
-        ExitCode::SUCCESS
-    })
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -15,23 +15,42 @@ use super::stream::{ClientConn, ClientStream};
 /// A client must finish the login conversation within this time.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts clients until `shutdown` resolves.
+/// Where accepted clients go: sessions run on the thread that accepted them,
+/// or are handed round-robin to worker threads, each with its own
+/// single-threaded runtime.
+pub type Handoff = tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>;
+
+/// Accepts clients until `shutdown` resolves. With `workers` empty every
+/// session runs on the current runtime; otherwise sessions are spread over
+/// this runtime and the workers in turn.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Context>,
+    workers: Vec<Handoff>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut next = 0usize;
     loop {
         tokio::select! {
             () = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, peer)) => {
-                    let ctx = ctx.clone();
-                    tokio::spawn(async move {
-                        debug!(%peer, "client connected");
-                        handle_client(ctx, tcp).await;
-                    });
+                Ok((tcp, _peer)) => {
+                    next = (next + 1) % (workers.len() + 1);
+                    let local = match workers.get(next) {
+                        None => Some(tcp),
+                        Some(worker) => match tcp.into_std() {
+                            // A worker that is gone leaves the client here.
+                            Ok(std) => worker.send(std).err().and_then(|e| TcpStream::from_std(e.0).ok()),
+                            Err(e) => {
+                                warn!(error = %e, "cannot hand a client to a worker");
+                                None
+                            }
+                        },
+                    };
+                    if let Some(tcp) = local {
+                        tokio::spawn(handle_client(ctx.clone(), tcp));
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and similar: back off briefly.
@@ -39,6 +58,22 @@ pub async fn serve(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
+        }
+    }
+}
+
+/// A worker thread's loop: runs the sessions of the clients handed to it
+/// until the acceptor goes away.
+pub async fn work(
+    ctx: Arc<Context>,
+    mut clients: tokio::sync::mpsc::UnboundedReceiver<std::net::TcpStream>,
+) {
+    while let Some(std) = clients.recv().await {
+        match TcpStream::from_std(std) {
+            Ok(tcp) => {
+                tokio::spawn(handle_client(ctx.clone(), tcp));
+            }
+            Err(e) => warn!(error = %e, "cannot adopt a client socket"),
         }
     }
 }

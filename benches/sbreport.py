@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+"""Parse sysbench output and print the benchmark tables for benches/run.sh.
+
+Standard library only.
+
+  sbreport.py parse SYSBENCH_OUTPUT
+      One tab-separated line: queries qps p50_ms p99_ms sysbench_p99_ms
+      errors reconnects. p50 and p99 come from the latency histogram that
+      `sysbench --histogram=on` prints (the same histogram sysbench uses for
+      its own percentile, so the figures are consistent); sysbench_p99 is
+      the figure sysbench printed itself with --percentile=99, kept as a
+      cross-check of the histogram reading. Exits 1 if the output holds no
+      result.
+
+  sbreport.py table RUNS_TSV CLK_TCK
+      The per-(threads, ps-mode) tables and the summary, from the run log
+      that run.sh writes (one line per sysbench run, see RUN_COLUMNS). With
+      several rounds, each figure is the median over the rounds.
+"""
+
+import re
+import statistics
+import sys
+
+RUN_COLUMNS = [
+    "round", "threads", "ps", "target", "rc", "queries", "qps", "p50", "p99",
+    "sb_p99", "errors", "proxy_ticks", "mdb_ticks",
+]
+TARGETS = ["direct", "haproxy", "silo"]
+
+
+def percentile_from_histogram(buckets, pct):
+    """buckets: [(value_ms, count)] in ascending value order. Returns the
+    value of the bucket holding the pct-th percentile (sysbench's own
+    definition: the first bucket at which the cumulative count reaches
+    pct% of the total)."""
+    total = sum(c for _, c in buckets)
+    if total == 0:
+        return None
+    threshold = total * pct / 100.0
+    cumulative = 0
+    for value, count in buckets:
+        cumulative += count
+        if cumulative >= threshold:
+            return value
+    return buckets[-1][0]
+
+
+def parse_sysbench(text):
+    buckets = []
+    in_hist = False
+    for line in text.splitlines():
+        if line.startswith("Latency histogram"):
+            in_hist = True
+            continue
+        if not in_hist or "distribution" in line:
+            continue
+        m = re.match(r"^\s*([0-9.]+)\s*\|[* ]*?\s*(\d+)\s*$", line)
+        if m:
+            buckets.append((float(m.group(1)), int(m.group(2))))
+        elif buckets:
+            break  # the first non-bucket line after the buckets ends it
+    m_q = re.search(r"^\s*queries:\s+(\d+)\s+\(([0-9.]+) per sec\.\)", text, re.M)
+    if not m_q:
+        return None
+    m_p = re.search(r"^\s*\d+th percentile:\s+([0-9.]+)", text, re.M)
+    m_e = re.search(r"^\s*ignored errors:\s+(\d+)", text, re.M)
+    m_r = re.search(r"^\s*reconnects:\s+(\d+)", text, re.M)
+    return {
+        "queries": int(m_q.group(1)),
+        "qps": float(m_q.group(2)),
+        "p50": percentile_from_histogram(buckets, 50),
+        "p99": percentile_from_histogram(buckets, 99),
+        "sb_p99": float(m_p.group(1)) if m_p else None,
+        "errors": int(m_e.group(1)) if m_e else 0,
+        "reconnects": int(m_r.group(1)) if m_r else 0,
+    }
+
+
+def fmt(v, spec):
+    """format(v, spec), or "-" padded to the spec's width when v is None."""
+    if v is not None:
+        return format(v, spec)
+    m = re.match(r"^(\d+)", spec)
+    return "-".rjust(int(m.group(1))) if m else "-"
+
+
+def cmd_parse(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        r = parse_sysbench(f.read())
+    if r is None:
+        return 1
+    print("\t".join(
+        "-" if r[k] is None else str(r[k])
+        for k in ("queries", "qps", "p50", "p99", "sb_p99", "errors", "reconnects")))
+    return 0
+
+
+def num(s):
+    if s in ("", "-", None):
+        return None
+    try:
+        return float(s)
+    except ValueError:
+        return None
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def cmd_table(path, clk_tck):
+    clk_tck = float(clk_tck)
+    runs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip() or line.startswith("#"):
+                continue
+            runs.append(dict(zip(RUN_COLUMNS, line.rstrip("\n").split("\t"))))
+
+    combos = []
+    for r in runs:
+        key = (int(r["threads"]), r["ps"])
+        if key not in combos:
+            combos.append(key)
+    combos.sort(key=lambda k: (k[0], 0 if k[1] == "auto" else 1))
+
+    def agg(threads, ps, target):
+        rs = [r for r in runs
+              if int(r["threads"]) == threads and r["ps"] == ps and r["target"] == target]
+        ok = [r for r in rs if r["rc"] == "0" and num(r["queries"])]
+        if not rs:
+            return None
+        out = {"runs": len(rs), "ok": len(ok)}
+        qpss = [num(r["qps"]) for r in ok if num(r["qps"]) is not None]
+        out["qps"] = median(qpss)
+        out["qps_min"] = min(qpss) if qpss else None
+        out["qps_max"] = max(qpss) if qpss else None
+        out["p50"] = median([num(r["p50"]) for r in ok])
+        out["p99"] = median([num(r["p99"]) for r in ok])
+
+        def per_query_us(col):
+            vals = []
+            for r in ok:
+                ticks, q = num(r[col]), num(r["queries"])
+                if ticks is not None and q:
+                    vals.append(ticks / clk_tck * 1e6 / q)
+            return median(vals)
+
+        out["proxy_us"] = per_query_us("proxy_ticks") if target != "direct" else None
+        out["mdb_us"] = per_query_us("mdb_ticks")
+        return out
+
+    def ratio(a, b):
+        if a is None or b is None or not a.get("qps") or not b.get("qps"):
+            return None
+        return a["qps"] / b["qps"]
+
+    lines = []
+    summary = []
+    for threads, ps in combos:
+        res = {t: agg(threads, ps, t) for t in TARGETS}
+        rounds = max((r["runs"] for r in res.values() if r), default=0)
+        lines.append("")
+        lines.append(f"threads={threads}  ps-mode={ps}  "
+                     f"({rounds} run(s) per target; median shown)")
+        lines.append(f"  {'target':<8} {'QPS':>10} {'QPS min-max':>17} {'p50 ms':>8} {'p99 ms':>8} "
+                     f"{'proxy CPU us/q':>15} {'mariadbd CPU us/q':>18}")
+        for t in TARGETS:
+            r = res[t]
+            if r is None:
+                continue
+            if r["ok"] == 0:
+                lines.append(f"  {t:<8} {'FAILED':>10}  (see the run logs)")
+                continue
+            note = "" if r["ok"] == r["runs"] else f"  ({r['runs'] - r['ok']} failed run(s))"
+            spread = f"{fmt(r['qps_min'], '.0f')}-{fmt(r['qps_max'], '.0f')}"
+            lines.append(
+                f"  {t:<8} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
+                f"{fmt(r['p99'], '8.3f')} {fmt(r['proxy_us'], '15.1f')} "
+                f"{fmt(r['mdb_us'], '18.1f')}{note}")
+        sd = ratio(res["silo"], res["direct"])
+        sh = ratio(res["silo"], res["haproxy"])
+        hd = ratio(res["haproxy"], res["direct"])
+        lines.append(f"  silo/direct = {fmt(sd, '.3f')}   silo/haproxy = {fmt(sh, '.3f')}"
+                     f"   haproxy/direct = {fmt(hd, '.3f')}")
+        summary.append((threads, ps, res, sd, sh, hd))
+
+    lines.append("")
+    lines.append("Summary (QPS; ratios of QPS; CPU = proxy's own user+system CPU per query)")
+    hdr = (f"{'thr':>4} {'ps':<7} {'direct':>9} {'haproxy':>9} {'silo':>9} "
+           f"{'silo/dir':>8} {'silo/hap':>8} {'hap/dir':>8} "
+           f"{'p50 d/h/s ms':>20} {'p99 d/h/s ms':>20} {'CPU us/q h/s':>14}")
+    lines.append(hdr)
+    for threads, ps, res, sd, sh, hd in summary:
+        def g(t, k):
+            r = res.get(t)
+            return None if not r or not r["ok"] else r[k]
+        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in TARGETS)
+        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in TARGETS)
+        cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in ("haproxy", "silo"))
+        lines.append(
+            f"{threads:>4} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} "
+            f"{fmt(g('haproxy', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
+            f"{fmt(sd, '8.3f')} {fmt(sh, '8.3f')} {fmt(hd, '8.3f')} "
+            f"{p50:>20} {p99:>20} {cpu:>14}")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "parse":
+        return cmd_parse(argv[2])
+    if len(argv) == 4 and argv[1] == "table":
+        return cmd_table(argv[2], argv[3])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
