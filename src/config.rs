@@ -20,6 +20,7 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenConfig,
+    pub runtime: RuntimeConfig,
     pub pool: PoolConfig,
     pub identification: IdentificationConfig,
     pub tls: Option<TlsConfig>,
@@ -34,6 +35,8 @@ pub struct Config {
 struct RawConfig {
     #[serde(default)]
     listen: ListenConfig,
+    #[serde(default)]
+    runtime: RuntimeConfig,
     #[serde(default)]
     pool: PoolConfig,
     #[serde(default)]
@@ -65,6 +68,24 @@ impl Default for ListenConfig {
     fn default() -> Self {
         Self {
             mysql: default_mysql_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Threads serving clients, each with its own single-threaded runtime;
+    /// 0 means one per CPU core.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+impl RuntimeConfig {
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 }
@@ -421,6 +442,12 @@ impl RawConfig {
     fn validate(self) -> Result<Config, ConfigErrors> {
         let mut p = Problems(Vec::new());
 
+        if self.runtime.threads > 1024 {
+            p.add(
+                "runtime.threads",
+                "must be at most 1024 (0 = one per CPU core)",
+            );
+        }
         if self.pool.mode == PoolMode::Transaction {
             p.add(
                 "pool.mode",
@@ -602,6 +629,7 @@ impl RawConfig {
         }
         Ok(Config {
             listen: self.listen,
+            runtime: self.runtime,
             pool: self.pool,
             identification: self.identification,
             tls: self.tls,

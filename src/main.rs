@@ -77,8 +77,8 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match silo::server::run_threaded(config, threads, shutdown_signal()) {
+    let threads = config.runtime.threads();
+    match silo::server::run_threaded(config, threads, |_| {}, shutdown_signal()) {
         Ok(()) => {
             tracing::info!("shut down");
             ExitCode::SUCCESS

@@ -98,7 +98,7 @@ impl Server {
 }
 
 /// Runs silo on `threads` threads until `shutdown` resolves, blocking the
-/// caller.
+/// caller; `on_bound` learns the listener's address once it is bound.
 ///
 /// # Performance
 /// Each thread runs its own single-threaded runtime and owns the sockets of
@@ -112,11 +112,13 @@ impl Server {
 pub fn run_threaded(
     config: Config,
     threads: usize,
+    on_bound: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let runtime = single_threaded_runtime().map_err(StartError::Runtime)?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
+        on_bound(server.local_addr());
         let mut workers = Vec::new();
         let mut joins = Vec::new();
         for i in 1..threads.max(1) {
@@ -125,7 +127,10 @@ pub fn run_threaded(
             let worker_runtime = single_threaded_runtime().map_err(StartError::Runtime)?;
             let join = std::thread::Builder::new()
                 .name(format!("silo-worker-{i}"))
-                .spawn(move || worker_runtime.block_on(listener::work(ctx, rx)))
+                .spawn(move || {
+                    crate::net::set_worker(i);
+                    worker_runtime.block_on(listener::work(ctx, rx));
+                })
                 .map_err(StartError::Runtime)?;
             workers.push(tx);
             joins.push(join);

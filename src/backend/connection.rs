@@ -81,6 +81,8 @@ pub struct BackendConn {
     pub server_version: String,
     pub created: Instant,
     pub idle_since: Instant,
+    /// The worker runtime whose reactor watches this socket.
+    worker: usize,
 }
 
 impl std::fmt::Debug for BackendConn {
@@ -134,6 +136,7 @@ impl BackendConn {
             server_version: String::new(),
             created: Instant::now(),
             idle_since: Instant::now(),
+            worker: crate::net::worker(),
         };
         let (_, greeting) = conn.read_control_packet().await?;
         if greeting.first() == Some(&0xFF) {
@@ -290,6 +293,19 @@ impl BackendConn {
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
             Ok(_) => false,
         }
+    }
+
+    /// Makes the current worker's runtime watch this socket, if another did.
+    ///
+    /// # Errors
+    /// The socket cannot be re-registered; the connection is then unusable.
+    pub fn adopt(&mut self) -> Result<(), BackendError> {
+        let here = crate::net::worker();
+        if self.worker != here {
+            crate::net::rebind(&mut self.stream)?;
+            self.worker = here;
+        }
+        Ok(())
     }
 
     /// The socket and its read buffer, for the relay.

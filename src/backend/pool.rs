@@ -349,6 +349,7 @@ impl Lease {
         if !conn.is_alive() {
             return Err(BackendError::Closed);
         }
+        conn.adopt()?;
         if !conn.matches(identity) {
             return conn.change_user(identity).await;
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Buf;
 use mysql_common::constants::CapabilityFlags;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::Context;
@@ -431,7 +431,7 @@ impl Session {
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
             }
-            let read = stream.read_buf(buf).await;
+            let read = crate::net::read_available(stream, buf).await;
             if !matches!(read, Ok(n) if n > 0) {
                 info!(conn = self.handle.id, tenant = %self.tenant.id, "backend connection lost during a response");
                 self.drop_lease();

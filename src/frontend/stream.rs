@@ -106,7 +106,11 @@ impl ClientConn {
         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(8192);
         }
-        match self.stream.read_buf(&mut self.rbuf).await? {
+        let n = match &mut self.stream {
+            ClientStream::Plain(tcp) => crate::net::read_available(tcp, &mut self.rbuf).await?,
+            other => other.read_buf(&mut self.rbuf).await?,
+        };
+        match n {
             0 => Err(PacketError::Closed),
             _ => Ok(()),
         }

@@ -103,7 +103,10 @@ async fn the_backend_cap_holds_with_many_clients_of_two_tenants() {
         assert_eq!(name, Some(format!("{slug} one")));
     }
     let snap = silo.pool(1).snapshot();
-    assert!(peak <= 3, "backend saw {peak} connections with a cap of 3: {snap:?}");
+    assert!(
+        peak <= 3,
+        "backend saw {peak} connections with a cap of 3: {snap:?}"
+    );
     assert!(snap.opened <= 3 + snap.closed, "{snap:?}");
     assert_eq!(snap.in_use, 0, "{snap:?}");
 }
@@ -135,4 +138,66 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         silo.pool(1).snapshot()
     );
     assert_eq!(silo.pool(1).open_connections(), 0);
+}
+
+#[tokio::test]
+async fn threaded_runtimes_share_pools_across_worker_threads() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 1).await;
+    let config = silo::config::Config::from_toml(&setup.toml()).unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        silo::server::run_threaded(config, 3, move |addr| addr_tx.send(addr).unwrap(), async {
+            let _ = stop_rx.await;
+        })
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bound");
+    let opts = |slug: &str| {
+        crate::common::mariadb::tcp_opts(addr)
+            .user(Some(format!("app.{slug}")))
+            .pass(Some(crate::common::APP_PASSWORD.to_string()))
+    };
+    // Rounds of clients land on every worker in turn; each round reuses
+    // connections released by clients that ran on other workers.
+    let mut threads_seen = std::collections::HashSet::new();
+    for round in 0..4 {
+        let mut clients = Vec::new();
+        for i in 0..3 {
+            let slug = if (round + i) % 2 == 0 {
+                &acme.slug
+            } else {
+                &globex.slug
+            };
+            let mut c = bounded("connect", mysql_async::Conn::new(opts(slug)))
+                .await
+                .expect("login");
+            let name: Option<String> = c
+                .query_first("SELECT name FROM items WHERE id = 2")
+                .await
+                .unwrap();
+            assert_eq!(name, Some(format!("{slug} two")));
+            let thread: Option<u64> = c.query_first("SELECT CONNECTION_ID()").await.unwrap();
+            threads_seen.insert(thread.unwrap());
+            clients.push(c);
+        }
+        for c in clients {
+            c.disconnect().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 12 sessions, never more than 3 at once: the pool reused connections.
+    assert!(
+        threads_seen.len() <= 6,
+        "{} backend connections for 12 sessions",
+        threads_seen.len()
+    );
+    stop_tx.send(()).unwrap();
+    let joined = tokio::task::spawn_blocking(move || server.join())
+        .await
+        .unwrap();
+    assert!(joined.unwrap().is_ok());
 }
