@@ -161,11 +161,7 @@ pub async fn login(
     let capabilities = login.capabilities & offered;
     let token = if wants_switch(login.auth_plugin.as_deref(), capabilities) {
         // MySQL 8+ clients start with caching_sha2_password; switch them.
-        client.queue_packet(*seq, &handshake::auth_switch_request(&scramble));
-        client.flush().await.map_err(packet_io)?;
-        let (got, reply) = client.read_packet(MAX_LOGIN_PACKET).await?;
-        *seq = got.wrapping_add(1);
-        reply.to_vec()
+        switch_to_native(client, &scramble, seq).await?
     } else {
         login.auth_response.clone()
     };
@@ -207,7 +203,25 @@ fn packet_err(e: crate::protocol::ProtocolError) -> LoginError {
     LoginError::Packet(e.into())
 }
 
-fn wants_switch(plugin: Option<&[u8]>, capabilities: CapabilityFlags) -> bool {
+/// Sends an AuthSwitchRequest to mysql_native_password with `scramble` and
+/// returns the client's token; `seq` is advanced past the exchange.
+///
+/// # Errors
+/// The client went away or sent an oversized reply.
+pub async fn switch_to_native(
+    client: &mut ClientConn,
+    scramble: &[u8; SCRAMBLE_LEN],
+    seq: &mut u8,
+) -> Result<Vec<u8>, LoginError> {
+    client.queue_packet(*seq, &handshake::auth_switch_request(scramble));
+    client.flush().await.map_err(packet_io)?;
+    let (got, reply) = client.read_packet(MAX_LOGIN_PACKET).await?;
+    *seq = got.wrapping_add(1);
+    Ok(reply.to_vec())
+}
+
+/// Whether a client that named `plugin` must be switched to mysql_native_password.
+pub fn wants_switch(plugin: Option<&[u8]>, capabilities: CapabilityFlags) -> bool {
     capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
         && plugin.is_some_and(|p| p != NATIVE_PLUGIN.as_bytes())
 }

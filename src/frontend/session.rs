@@ -22,7 +22,7 @@ use super::registry::{BackendTarget, SessionHandle};
 use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
 use crate::backend::{BackendConn, BackendError, Lease};
-use crate::protocol::auth::{self, NATIVE_PLUGIN};
+use crate::protocol::auth;
 use crate::protocol::command::{self, COM_QUERY, CommandKind, Kill, MAX_KILL_LEN};
 use crate::protocol::error_code::sanitize;
 use crate::protocol::handshake;
@@ -333,9 +333,25 @@ impl Session {
     /// write fails on a connection that served nothing yet is sent again on a
     /// fresh connection, once; otherwise the client gets an error.
     async fn forward_command(&mut self) -> Result<Flow, PacketError> {
-        let mut scanner = RequestScanner::command();
+        let retry = self.lease_commands == 0;
+        self.forward_from_client(RequestScanner::command(), retry)
+            .await
+    }
+
+    /// Relays the client's LOCAL INFILE file (packets up to an empty one).
+    async fn forward_infile(&mut self) -> Result<Flow, PacketError> {
+        self.forward_from_client(RequestScanner::infile(), false)
+            .await
+    }
+
+    /// Streams client packets to the backend until `scanner` says they end.
+    async fn forward_from_client(
+        &mut self,
+        mut scanner: RequestScanner,
+        mut may_retry: bool,
+    ) -> Result<Flow, PacketError> {
+        let fresh = scanner.clone();
         let mut written = false;
-        let mut retried = false;
         loop {
             let (n, done) = match scanner.scan(&self.client.rbuf) {
                 Progress::NeedMore { forward } => (forward, false),
@@ -348,19 +364,18 @@ impl Session {
                 let (stream, _) = lease.conn().io();
                 let chunk = self.client.rbuf.get(..n).unwrap_or_default();
                 if let Err(e) = stream.write_all(chunk).await {
-                    let retry = !written && !retried && done && self.lease_commands == 0;
                     self.drop_lease();
-                    if retry {
-                        retried = true;
+                    if may_retry && !written && done {
+                        may_retry = false;
                         debug!(conn = self.handle.id, error = %e, "backend write failed before the command reached it; retrying on a fresh connection");
                         if let Err(error) = self.acquire().await {
                             self.client.rbuf.advance(n);
                             return self.reply_error(&error).await;
                         }
-                        scanner = RequestScanner::command();
+                        scanner = fresh.clone();
                         continue;
                     }
-                    info!(conn = self.handle.id, tenant = %self.tenant.id, error = %e, "backend connection lost while sending a command");
+                    info!(conn = self.handle.id, tenant = %self.tenant.id, error = %e, "backend connection lost while sending");
                     self.client
                         .send_error(1, &ServerError::backend_lost())
                         .await;
@@ -392,13 +407,7 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => {
                     warn!(conn = self.handle.id, tenant = %self.tenant.id, error = %e, "unexpected response from the backend; closing");
-                    self.drop_lease();
-                    if !forwarded {
-                        self.client
-                            .send_error(1, &ServerError::backend_lost())
-                            .await;
-                    }
-                    return Ok(Flow::End);
+                    return Ok(self.lose_backend(forwarded).await);
                 }
             };
             let n = match progress {
@@ -434,48 +443,22 @@ impl Session {
             let read = crate::net::read_available(stream, buf).await;
             if !matches!(read, Ok(n) if n > 0) {
                 info!(conn = self.handle.id, tenant = %self.tenant.id, "backend connection lost during a response");
-                self.drop_lease();
-                if !forwarded {
-                    self.client
-                        .send_error(1, &ServerError::backend_lost())
-                        .await;
-                }
-                return Ok(Flow::End);
+                return Ok(self.lose_backend(forwarded).await);
             }
         }
     }
 
-    /// Relays the client's LOCAL INFILE file (packets up to an empty one).
-    async fn forward_infile(&mut self) -> Result<Flow, PacketError> {
-        let mut scanner = RequestScanner::infile();
-        loop {
-            let (n, done) = match scanner.scan(&self.client.rbuf) {
-                Progress::NeedMore { forward } => (forward, false),
-                Progress::Done { end } | Progress::LocalInfile { end } => (end, true),
-            };
-            if n > 0 {
-                let Some(lease) = self.lease.as_mut() else {
-                    return Ok(Flow::End);
-                };
-                let (stream, _) = lease.conn().io();
-                let chunk = self.client.rbuf.get(..n).unwrap_or_default();
-                if stream.write_all(chunk).await.is_err() {
-                    self.drop_lease();
-                    self.client
-                        .send_error(1, &ServerError::backend_lost())
-                        .await;
-                    return Ok(Flow::End);
-                }
-                self.client.rbuf.advance(n);
-            }
-            if done {
-                return Ok(Flow::Continue);
-            }
-            if let Err(e) = self.client.fill().await {
-                self.drop_lease();
-                return Err(e);
-            }
+    /// Ends a session whose backend connection broke mid-response. The
+    /// client is told why unless part of the response already reached it,
+    /// in which case an ERR could not be told apart from the rows.
+    async fn lose_backend(&mut self, forwarded: bool) -> Flow {
+        self.drop_lease();
+        if !forwarded {
+            self.client
+                .send_error(1, &ServerError::backend_lost())
+                .await;
         }
+        Flow::End
     }
 
     /// COM_CHANGE_USER: authenticate again and route to the (possibly new)
@@ -495,11 +478,7 @@ impl Session {
         };
         let mut seq = 1u8;
         let mut scramble = self.scramble;
-        let token = if parsed
-            .auth_plugin
-            .as_deref()
-            .is_some_and(|p| p != NATIVE_PLUGIN.as_bytes())
-        {
+        let token = if login::wants_switch(parsed.auth_plugin.as_deref(), self.capabilities) {
             scramble = match auth::new_scramble() {
                 Ok(s) => s,
                 Err(_) => {
@@ -509,12 +488,10 @@ impl Session {
                     return Ok(Flow::End);
                 }
             };
-            self.client
-                .queue_packet(seq, &handshake::auth_switch_request(&scramble));
-            self.client.flush().await?;
-            let (got, reply) = self.client.read_packet(MAX_LOGIN_PACKET).await?;
-            seq = got.wrapping_add(1);
-            reply.to_vec()
+            match login::switch_to_native(&mut self.client, &scramble, &mut seq).await {
+                Ok(token) => token,
+                Err(_) => return Ok(Flow::End),
+            }
         } else {
             parsed.auth_response.clone()
         };
