@@ -265,6 +265,16 @@ pub struct ServerGreeting {
 }
 
 pub fn parse_greeting(payload: &[u8]) -> Result<ServerGreeting, ProtocolError> {
+    // mysql_common 0.38 computes `auth_plugin_data_len as i8 - 8`, which
+    // overflows (a panic with overflow checks) for lengths of 0x80-0x87.
+    // Real servers send 21; refuse anything that is not a sane length.
+    let (_, after_version) = payload
+        .get(1..)
+        .and_then(null_terminated)
+        .ok_or(ProtocolError::malformed("server greeting"))?;
+    if after_version.get(20).is_some_and(|&len| len > 0x7F) {
+        return Err(ProtocolError::malformed("server greeting"));
+    }
     let packet = HandshakePacket::deserialize((), &mut ParseBuf(payload))
         .map_err(|_| ProtocolError::malformed("server greeting"))?;
     let mut scramble = packet.scramble_1_ref().to_vec();
@@ -494,6 +504,22 @@ mod tests {
             parse_first_response(&[0, 0, 0, 0, 1]).unwrap_err(),
             ProtocolError::Pre41Client
         );
+    }
+
+    #[test]
+    fn greeting_with_a_hostile_scramble_length_is_refused() {
+        // Found by fuzzing: an auth-plugin-data length of 0x81 overflowed
+        // inside mysql_common.
+        let crash = [
+            0x00, 0x05, 0x41, 0xb0, 0x00, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81,
+            0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81,
+            0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x81, 0x05,
+        ];
+        assert!(parse_greeting(&crash).is_err());
+        let mut version_then_len = vec![10u8];
+        version_then_len.extend_from_slice(b"5.5.5-x\0");
+        version_then_len.extend_from_slice(&[0x85; 40]);
+        assert!(parse_greeting(&version_then_len).is_err());
     }
 
     #[test]
