@@ -92,6 +92,15 @@ impl Session {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::End) => break,
                 Err(PacketError::Closed) => break,
+                Err(PacketError::Protocol(e)) => {
+                    info!(conn = self.handle.id, error = %e, "bad packet from the client; closing");
+                    let error = match e {
+                        ProtocolError::TooLarge { .. } => ServerError::packet_too_large(),
+                        _ => ServerError::malformed_packet(),
+                    };
+                    self.client.send_error(1, &error).await;
+                    break;
+                }
                 Err(e) => {
                     debug!(conn = self.handle.id, error = %e, "client connection ended");
                     break;

@@ -312,3 +312,19 @@ async fn cursors_and_long_data_are_relayed() {
     // Still in step with the server.
     assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
 }
+
+#[tokio::test]
+async fn oversized_control_packets_get_an_error() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let silo = setup.start().await;
+    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
+        .await
+        .expect("raw login");
+    // A COM_PROCESS_KILL of 100 bytes (it has 4).
+    let mut kill = vec![0x0C];
+    kill.extend_from_slice(&[0u8; 99]);
+    raw.send(0, &kill).await;
+    let (_, p) = raw.read_packet().await.expect("an error, not silence");
+    assert_eq!(err_code(&p), Some(1153));
+}
