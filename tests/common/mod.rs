@@ -223,6 +223,26 @@ impl Silo {
             .await
     }
 
+    /// A byte-level client logged in as `app.<slug>`.
+    pub async fn raw_app(&self, tenant: &Tenant) -> raw::RawClient {
+        raw::RawClient::login(self.addr, &format!("app.{}", tenant.slug), APP_PASSWORD)
+            .await
+            .unwrap_or_else(|err| panic!("raw login refused: {:?}", raw::err_code(&err)))
+    }
+
+    /// Asserts that `tenant` is served: its `items` table has its 3 rows.
+    pub async fn assert_serves(&self, tenant: &Tenant) {
+        use mysql_async::prelude::Queryable;
+        let mut conn = self.app(tenant).await;
+        let n: Option<u64> = bounded(
+            "count items",
+            conn.query_first("SELECT COUNT(*) FROM items"),
+        )
+        .await
+        .expect("count items");
+        assert_eq!(n, Some(3), "tenant {} not served", tenant.slug);
+    }
+
     pub async fn connect(&self, opts: impl Into<Opts>) -> Conn {
         bounded("connecting through silo", Conn::new(opts.into()))
             .await

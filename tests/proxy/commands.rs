@@ -7,16 +7,14 @@ use mysql_async::prelude::*;
 
 use crate::common::mariadb::processlist_count;
 use crate::common::raw::{RawClient, err_code};
-use crate::common::{APP_PASSWORD, Setup, bounded, error_code, servers};
+use crate::common::{Setup, bounded, error_code, servers};
 
 #[tokio::test]
 async fn ping_is_answered_without_a_backend_connection() {
     let mut setup = Setup::new();
     let acme = setup.tenant("acme", 1).await;
     let silo = setup.start().await;
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
     for _ in 0..3 {
         let reply = raw.command(&[0x0E]).await.expect("ping reply");
         assert_eq!(head(&reply), Some(0x00));
@@ -33,9 +31,7 @@ async fn statistics_field_list_init_db_reset_and_unknown_commands() {
     let acme = setup.tenant("acme", 1).await;
     let globex = setup.tenant("globex", 1).await;
     let silo = setup.start().await;
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
 
     let stats = raw.command(&[0x09]).await.unwrap();
     assert!(
@@ -188,9 +184,7 @@ async fn garbage_and_malformed_packets_never_take_silo_down() {
     }
 
     // After login: a command with a wrong sequence id, then garbage.
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
     raw.send(7, b"\x03SELECT 1").await;
     let (_, p) = raw
         .read_packet()
@@ -202,20 +196,13 @@ async fn garbage_and_malformed_packets_never_take_silo_down() {
         "connection closed after desync"
     );
 
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
     raw.send_raw(&[0, 0, 0, 0]).await;
     let (_, p) = raw.read_packet().await.expect("error for an empty command");
     assert_eq!(err_code(&p), Some(1835));
 
     // silo still serves.
-    let mut conn = silo.app(&acme).await;
-    let n: Option<u64> = conn
-        .query_first("SELECT COUNT(*) FROM items")
-        .await
-        .unwrap();
-    assert_eq!(n, Some(3));
+    silo.assert_serves(&acme).await;
 }
 
 /// First byte of a packet (mysql_async's prelude shadows `first` on `Vec<u8>`).
@@ -228,9 +215,7 @@ async fn cursors_and_long_data_are_relayed() {
     let mut setup = Setup::new();
     let acme = setup.tenant("acme", 2).await;
     let silo = setup.start().await;
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
 
     // COM_STMT_PREPARE: OK, then one column definition and its EOF.
     let mut prepare = vec![0x16];
@@ -318,9 +303,7 @@ async fn oversized_control_packets_get_an_error() {
     let mut setup = Setup::new();
     let acme = setup.tenant("acme", 1).await;
     let silo = setup.start().await;
-    let mut raw = RawClient::login(silo.addr, &format!("app.{}", acme.slug), APP_PASSWORD)
-        .await
-        .expect("raw login");
+    let mut raw = silo.raw_app(&acme).await;
     // A COM_PROCESS_KILL of 100 bytes (it has 4).
     let mut kill = vec![0x0C];
     kill.extend_from_slice(&[0u8; 99]);
