@@ -294,6 +294,12 @@ async fn cursors_and_long_data_are_relayed() {
     assert_eq!(length, 123_456);
     let (_, eof) = raw.read_packet().await.expect("final EOF");
     assert_eq!(head(&eof), Some(0xFE));
+    // COM_STMT_RESET answers OK; COM_SET_OPTION answers with one packet.
+    let mut reset = vec![0x1A];
+    reset.extend_from_slice(&stmt);
+    assert_eq!(head(&raw.command(&reset).await.unwrap()), Some(0x00));
+    let set_option = raw.command(&[0x1B, 0x01, 0x00]).await.unwrap();
+    assert!(matches!(head(&set_option), Some(0x00 | 0xFE)), "{set_option:?}");
     // Still in step with the server.
     assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
 }
