@@ -269,7 +269,7 @@ fn spawn_reaper(pool: Weak<Pool>) {
     let Some(strong) = pool.upgrade() else {
         return;
     };
-    let every = (strong.backend.idle_timeout() / 4)
+    let every = (strong.backend.idle_timeout().min(strong.max_lifetime) / 4)
         .clamp(Duration::from_millis(50), Duration::from_secs(5));
     drop(strong);
     tokio::spawn(async move {

@@ -52,6 +52,7 @@ pub struct Setup {
     tls: Option<(PathBuf, PathBuf)>,
     lease_timeout_ms: u64,
     idle_timeout_ms: u64,
+    max_lifetime_ms: u64,
 }
 
 impl Setup {
@@ -66,6 +67,7 @@ impl Setup {
             tls: None,
             lease_timeout_ms: 5_000,
             idle_timeout_ms: 60_000,
+            max_lifetime_ms: 3_600_000,
         }
     }
 
@@ -83,6 +85,11 @@ impl Setup {
 
     pub fn tls(mut self, cert: PathBuf, key: PathBuf) -> Self {
         self.tls = Some((cert, key));
+        self
+    }
+
+    pub fn max_lifetime_ms(mut self, ms: u64) -> Self {
+        self.max_lifetime_ms = ms;
         self
     }
 
@@ -133,8 +140,8 @@ impl Setup {
     pub fn toml(&self) -> String {
         let mut t = String::from("[listen]\nmysql = \"127.0.0.1:0\"\n");
         t += &format!(
-            "[pool]\nmode = \"session\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\n",
-            self.lease_timeout_ms
+            "[pool]\nmode = \"session\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\nmax_lifetime_ms = {}\n",
+            self.lease_timeout_ms, self.max_lifetime_ms
         );
         if let Some(order) = &self.order {
             t += &format!("[identification]\norder = {order}\n");

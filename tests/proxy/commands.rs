@@ -299,7 +299,10 @@ async fn cursors_and_long_data_are_relayed() {
     reset.extend_from_slice(&stmt);
     assert_eq!(head(&raw.command(&reset).await.unwrap()), Some(0x00));
     let set_option = raw.command(&[0x1B, 0x01, 0x00]).await.unwrap();
-    assert!(matches!(head(&set_option), Some(0x00 | 0xFE)), "{set_option:?}");
+    assert!(
+        matches!(head(&set_option), Some(0x00 | 0xFE)),
+        "{set_option:?}"
+    );
     // Still in step with the server.
     assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
 }

@@ -213,3 +213,26 @@ async fn threaded_runtimes_share_pools_across_worker_threads() {
         .unwrap();
     assert!(joined.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn connections_are_retired_after_their_max_lifetime() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 2).await;
+    let silo = setup.max_lifetime_ms(300).start().await;
+    let mut first = silo.app(&acme).await;
+    let old: Option<u64> = first.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    first.disconnect().await.unwrap();
+    // The reaper retires the connection once it is older than 300 ms.
+    let mut retired = false;
+    for _ in 0..200 {
+        if silo.pool(2).snapshot().closed >= 1 {
+            retired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(retired, "{:?}", silo.pool(2).snapshot());
+    let mut second = silo.app(&acme).await;
+    let new: Option<u64> = second.query_first("SELECT CONNECTION_ID()").await.unwrap();
+    assert_ne!(old, new, "a retired connection was reused");
+}
