@@ -179,3 +179,52 @@ async fn the_mariadb_cli_logs_in_and_reads_its_tenant() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("ERROR 1045 (28000)"));
 }
+
+#[tokio::test]
+async fn required_tls_refuses_plain_logins_and_accepts_the_cli_over_tls() {
+    let (_dir, cert, key) = tls_files();
+    let mut setup = Setup::new().tls(cert, key);
+    let acme = setup.tenant("acme", 1).await;
+    let text = setup.toml().replace("[tls]\n", "[tls]\nrequired = true\n");
+    let config = silo::config::Config::from_toml(&text).unwrap();
+    let server = silo::server::Server::bind(config).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.run(std::future::pending()));
+    let user = format!("app.{}", acme.slug);
+
+    let plain = crate::common::mariadb::tcp_opts(addr)
+        .user(Some(user.clone()))
+        .pass(Some(APP_PASSWORD.to_string()));
+    let err = bounded("plain login", mysql_async::Conn::new(plain))
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), Some(3159), "{err}");
+
+    let out = bounded(
+        "mariadb over TLS",
+        tokio::process::Command::new("mariadb")
+            .args([
+                "--protocol=TCP",
+                "-h127.0.0.1",
+                &format!("-P{}", addr.port()),
+                &format!("-u{user}"),
+                &format!("-p{APP_PASSWORD}"),
+                "--ssl",
+                "--skip-ssl-verify-server-cert",
+                "--batch",
+                "--skip-column-names",
+                "-e",
+                "SELECT COUNT(*) FROM items",
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+}

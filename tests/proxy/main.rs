@@ -11,3 +11,4 @@ mod isolation;
 mod login;
 mod pool;
 mod relay;
+mod secrets;
