@@ -236,3 +236,83 @@ async fn connections_are_retired_after_their_max_lifetime() {
     let new: Option<u64> = second.query_first("SELECT CONNECTION_ID()").await.unwrap();
     assert_ne!(old, new, "a retired connection was reused");
 }
+
+#[tokio::test]
+async fn a_lease_dropped_at_any_point_leaks_no_slot() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use mysql_common::constants::CapabilityFlags;
+    use silo::backend::Identity;
+    use silo::backend::connection::Profile;
+    use silo::secret::Secret;
+
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let silo = setup.backend(1, servers()[0].addr(), 1).start().await;
+    let pool = silo.pool(1);
+    let identity = Identity::new(
+        &acme.db.user,
+        Secret::new(acme.db.password.clone()),
+        &acme.db.database,
+    );
+    let profile = Profile::new(CapabilityFlags::CLIENT_PROTOCOL_41, 45);
+
+    // Poll a lease 0, 1, 2, ... times, then drop it mid-flight: connect,
+    // login and waiting must all give their slot back.
+    for polls in 0..12 {
+        let mut lease = Box::pin(pool.lease(&identity, profile, Duration::from_secs(5)));
+        let mut finished = None;
+        for _ in 0..polls {
+            let step = std::future::poll_fn(|cx| Poll::Ready(lease.as_mut().poll(cx))).await;
+            if let Poll::Ready(result) = step {
+                finished = Some(result);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(lease);
+        drop(finished);
+        let snap = pool.snapshot();
+        assert_eq!(
+            (snap.in_use, snap.waiting),
+            (0, 0),
+            "after {polls} polls: {snap:?}"
+        );
+        assert!(pool.open_connections() <= 1, "after {polls} polls");
+    }
+    // A waiter dropped while the only connection is held stops counting.
+    let held = bounded(
+        "held lease",
+        pool.lease(&identity, profile, Duration::from_secs(5)),
+    )
+    .await
+    .expect("the slot was not leaked");
+    let mut waiter = Box::pin(pool.lease(&identity, profile, Duration::from_secs(5)));
+    for _ in 0..3 {
+        let pending =
+            std::future::poll_fn(|cx| Poll::Ready(waiter.as_mut().poll(cx).is_pending())).await;
+        assert!(
+            pending,
+            "the waiter cannot be served while the connection is held"
+        );
+    }
+    assert_eq!(pool.snapshot().waiting, 1);
+    drop(waiter);
+    assert_eq!(pool.snapshot().waiting, 0);
+    held.release();
+    // Once reset and idle, the connection serves the next lease.
+    let lease = bounded(
+        "final lease",
+        pool.lease(&identity, profile, Duration::from_secs(5)),
+    )
+    .await
+    .expect("the released connection serves again");
+    drop(lease);
+    assert_eq!(pool.snapshot().in_use, 0);
+    assert_eq!(
+        pool.open_connections(),
+        0,
+        "a dropped lease closes its connection"
+    );
+}
