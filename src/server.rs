@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use tokio_rustls::TlsAcceptor;
@@ -14,9 +13,9 @@ use tracing::{info, warn};
 use crate::backend::Pools;
 use crate::config::{BackendConfig, Config};
 use crate::frontend::registry::Registry;
+use crate::frontend::stream::read_packet_exact;
 use crate::frontend::{Context, listener, tls};
 use crate::protocol::handshake;
-use crate::protocol::packet;
 use crate::routing::{RouteTable, Router};
 
 /// Greeting version when no backend answers at start.
@@ -185,14 +184,9 @@ async fn probe_version(backends: &[BackendConfig]) -> String {
 
 async fn read_greeting(b: &BackendConfig) -> std::io::Result<String> {
     let mut stream = TcpStream::connect((b.host.as_str(), b.port)).await?;
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await?;
-    let (len, _) = packet::header(&header).unwrap_or((0, 0));
-    if len > 4096 {
-        return Err(std::io::Error::other("oversized greeting"));
-    }
-    let mut payload = vec![0u8; len];
-    stream.read_exact(&mut payload).await?;
+    let (_, payload) = read_packet_exact(&mut stream, 4096)
+        .await
+        .map_err(std::io::Error::other)?;
     handshake::parse_greeting(&payload)
         .map(|g| g.version)
         .map_err(std::io::Error::other)

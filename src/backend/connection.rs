@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use mysql_common::constants::CapabilityFlags;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -166,16 +166,17 @@ impl BackendConn {
             ATTRIBUTES,
         );
         conn.write_control_packet(1, &login).await?;
-        conn.finish_auth(2, identity).await?;
+        conn.finish_auth(identity).await?;
         Ok(conn)
     }
 
     /// Reads the outcome of a login or COM_CHANGE_USER, answering an
-    /// AuthSwitchRequest to mysql_native_password.
-    async fn finish_auth(&mut self, mut seq: u8, identity: &Identity) -> Result<(), BackendError> {
+    /// AuthSwitchRequest to mysql_native_password (the answer's sequence id
+    /// follows the server's packet).
+    async fn finish_auth(&mut self, identity: &Identity) -> Result<(), BackendError> {
         for _ in 0..2 {
             let (got, reply) = self.read_control_packet().await?;
-            seq = got.wrapping_add(1);
+            let seq = got.wrapping_add(1);
             match reply.first() {
                 Some(0x00) => return Ok(()),
                 Some(0xFF) => return Err(refused(&reply)),
@@ -195,7 +196,6 @@ impl BackendConn {
                 _ => return Err(ProtocolError::malformed("login reply").into()),
             }
         }
-        let _ = seq;
         Err(ProtocolError::malformed("repeated auth switch").into())
     }
 
@@ -216,7 +216,7 @@ impl BackendConn {
         self.user.clear();
         self.database = None;
         self.write_control_packet(0, &packet).await?;
-        self.finish_auth(1, identity).await?;
+        self.finish_auth(identity).await?;
         self.user = identity.user.clone();
         self.database = Some(identity.database.clone());
         Ok(())
@@ -268,7 +268,8 @@ impl BackendConn {
         }
     }
 
-    /// Whether the connection is logged in as `identity` in its database.
+    /// Whether the connection is logged in as `identity`'s user (the
+    /// database is checked separately: it may have been changed).
     pub fn matches(&self, identity: &Identity) -> bool {
         self.user == identity.user
     }
@@ -323,18 +324,8 @@ impl BackendConn {
     /// Reads one small packet (login and control replies).
     async fn read_control_packet(&mut self) -> Result<(u8, BytesMut), BackendError> {
         loop {
-            if let Some((len, seq)) = packet::header(&self.rbuf) {
-                if len >= MAX_CONTROL_PACKET {
-                    return Err(ProtocolError::TooLarge {
-                        len,
-                        max: MAX_CONTROL_PACKET,
-                    }
-                    .into());
-                }
-                if self.rbuf.len() >= HEADER_LEN + len {
-                    self.rbuf.advance(HEADER_LEN);
-                    return Ok((seq, self.rbuf.split_to(len)));
-                }
+            if let Some(packet) = packet::take_packet(&mut self.rbuf, MAX_CONTROL_PACKET)? {
+                return Ok(packet);
             }
             self.rbuf.reserve(4096);
             if self.stream.read_buf(&mut self.rbuf).await? == 0 {

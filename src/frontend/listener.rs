@@ -90,7 +90,7 @@ async fn handle_client(ctx: Arc<Context>, tcp: TcpStream) {
             .unwrap_or(Err(super::error::LoginError::Timeout));
     match outcome {
         Ok(logged_in) => {
-            info!(conn = id, tenant = %logged_in.tenant.id, user = %logged_in.username, tls = logged_in.sni.is_some() || matches!(client.stream, ClientStream::Tls(_)), "login");
+            info!(conn = id, tenant = %logged_in.tenant.id, user = %logged_in.username, tls = matches!(client.stream, ClientStream::Tls(_)), "login");
             Session::new(ctx.clone(), registered.handle.clone(), client, logged_in)
                 .run()
                 .await;

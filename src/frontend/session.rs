@@ -227,11 +227,12 @@ impl Session {
         let mut scanner = RequestScanner::command();
         loop {
             match scanner.scan(&self.client.rbuf) {
-                Progress::Done { end } => {
+                // The request scanner never asks for a file; both mean "ends here".
+                Progress::Done { end } | Progress::LocalInfile { end } => {
                     self.client.rbuf.advance(end);
                     return Ok(());
                 }
-                Progress::NeedMore { forward } | Progress::LocalInfile { end: forward } => {
+                Progress::NeedMore { forward } => {
                     self.client.rbuf.advance(forward);
                     self.client.fill().await?;
                 }

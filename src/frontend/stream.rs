@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -120,14 +120,8 @@ impl ClientConn {
     /// and control packets), returning its sequence id and payload.
     pub async fn read_packet(&mut self, max: usize) -> Result<(u8, BytesMut), PacketError> {
         loop {
-            if let Some((len, seq)) = packet::header(&self.rbuf) {
-                if len > max || len >= packet::MAX_PAYLOAD {
-                    return Err(ProtocolError::TooLarge { len, max }.into());
-                }
-                if self.rbuf.len() >= HEADER_LEN + len {
-                    self.rbuf.advance(HEADER_LEN);
-                    return Ok((seq, self.rbuf.split_to(len)));
-                }
+            if let Some(packet) = packet::take_packet(&mut self.rbuf, max)? {
+                return Ok(packet);
             }
             self.fill().await?;
         }

@@ -3,7 +3,9 @@
 //!
 //! See <https://mariadb.com/kb/en/0-packet/>.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
+
+use super::ProtocolError;
 
 /// Largest payload of one physical packet; a payload of exactly this size is
 /// continued by the next packet.
@@ -20,6 +22,29 @@ pub fn header(buf: &[u8]) -> Option<(usize, u8)> {
         )),
         _ => None,
     }
+}
+
+/// Takes one whole packet of at most `max` payload bytes off the front of
+/// `buf`: `Ok(None)` until it has fully arrived. For login and control
+/// packets, which are never continued over 0xFFFFFF-byte packets.
+///
+/// # Errors
+/// A packet longer than `max` (checked before waiting for its bytes).
+pub fn take_packet(
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<(u8, BytesMut)>, ProtocolError> {
+    let Some((len, seq)) = header(buf) else {
+        return Ok(None);
+    };
+    if len > max || len >= MAX_PAYLOAD {
+        return Err(ProtocolError::TooLarge { len, max });
+    }
+    if buf.len() < HEADER_LEN + len {
+        return Ok(None);
+    }
+    buf.advance(HEADER_LEN);
+    Ok(Some((seq, buf.split_to(len))))
 }
 
 /// Appends `payload` framed as one logical packet starting at `seq`, split into
@@ -172,6 +197,21 @@ mod tests {
         assert_eq!(lenenc_int(&[0xFB]), None);
         assert_eq!(lenenc_int(&[0xFF]), None);
         assert_eq!(lenenc_int(&[]), None);
+    }
+
+    #[test]
+    fn take_packet_waits_for_whole_packets_and_bounds_them() {
+        let mut buf = BytesMut::from(&[3, 0, 0, 1, b'a', b'b'][..]);
+        assert_eq!(take_packet(&mut buf, 16), Ok(None));
+        buf.extend_from_slice(b"c\x01");
+        let (seq, payload) = take_packet(&mut buf, 16).unwrap().unwrap();
+        assert_eq!((seq, &payload[..]), (1, &b"abc"[..]));
+        assert_eq!(&buf[..], b"\x01");
+        let mut big = BytesMut::from(&[0xFF, 0xFF, 0x00, 0][..]);
+        assert!(matches!(
+            take_packet(&mut big, 16),
+            Err(ProtocolError::TooLarge { .. })
+        ));
     }
 
     #[test]

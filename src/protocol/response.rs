@@ -290,20 +290,18 @@ fn ok_status(peek: &[u8]) -> Result<StatusFlags, ProtocolError> {
     let (_, a) = lenenc_int(rest).ok_or_else(malformed)?;
     let rest = rest.get(a..).ok_or_else(malformed)?;
     let (_, b) = lenenc_int(rest).ok_or_else(malformed)?;
-    let flags = rest.get(b..b + 2).ok_or_else(malformed)?;
-    Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
-        flags.first().copied().unwrap_or(0),
-        flags.get(1).copied().unwrap_or(0),
-    ])))
+    flags_at(rest, b).ok_or_else(malformed)
 }
 
 /// Status flags of a classic EOF packet: 0xFE, warnings (2), status (2).
 fn eof_status(peek: &[u8]) -> Result<StatusFlags, ProtocolError> {
-    let flags = peek.get(3..5).ok_or(ProtocolError::malformed("EOF"))?;
-    Ok(StatusFlags::from_bits_truncate(u16::from_le_bytes([
-        flags.first().copied().unwrap_or(0),
-        flags.get(1).copied().unwrap_or(0),
-    ])))
+    flags_at(peek, 3).ok_or(ProtocolError::malformed("EOF"))
+}
+
+/// The two little-endian status-flag bytes at `at`.
+fn flags_at(bytes: &[u8], at: usize) -> Option<StatusFlags> {
+    let pair: [u8; 2] = bytes.get(at..at + 2)?.try_into().ok()?;
+    Some(StatusFlags::from_bits_truncate(u16::from_le_bytes(pair)))
 }
 
 /// Where a client's command (or LOCAL INFILE file) ends.

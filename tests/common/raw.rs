@@ -67,11 +67,10 @@ impl RawClient {
     /// The next packet, or `None` when the server closed the connection.
     pub async fn read_packet(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
-            if let Some((len, seq)) = packet::header(&self.buf)
-                && self.buf.len() >= 4 + len
-            {
-                let p = self.buf.split_to(4 + len);
-                return Some((seq, p[4..].to_vec()));
+            match packet::take_packet(&mut self.buf, packet::MAX_PAYLOAD - 1) {
+                Ok(Some((seq, payload))) => return Some((seq, payload.to_vec())),
+                Ok(None) => {}
+                Err(e) => panic!("server sent an oversized packet: {e}"),
             }
             self.buf.reserve(4096);
             match bounded("raw read", self.stream.read_buf(&mut self.buf)).await {
