@@ -95,8 +95,18 @@ impl RuntimeConfig {
 pub enum PoolMode {
     /// A backend connection is leased to a client for its whole session.
     Session,
-    /// Parsed so that the error can say what is available; refused by validation.
+    /// A backend connection is leased per command and kept only while the
+    /// session holds state on it (a transaction, locks, temporary tables…).
     Transaction,
+}
+
+impl fmt::Display for PoolMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolMode::Session => "session",
+            PoolMode::Transaction => "transaction",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,10 +123,18 @@ pub struct PoolConfig {
     /// Backend connections older than this are closed on release.
     #[serde(default = "default_max_lifetime_ms")]
     pub max_lifetime_ms: u64,
+    /// Prepared statements kept per backend connection; past it the least
+    /// recently used is closed (keep it well under the server's
+    /// `max_prepared_stmt_count` / max_connections).
+    #[serde(default = "default_statement_cache_size")]
+    pub statement_cache_size: usize,
 }
 
 fn default_pool_mode() -> PoolMode {
-    PoolMode::Session
+    PoolMode::Transaction
+}
+fn default_statement_cache_size() -> usize {
+    256
 }
 fn default_lease_timeout_ms() -> u64 {
     5_000
@@ -135,6 +153,7 @@ impl Default for PoolConfig {
             lease_timeout_ms: default_lease_timeout_ms(),
             reset_timeout_ms: default_reset_timeout_ms(),
             max_lifetime_ms: default_max_lifetime_ms(),
+            statement_cache_size: default_statement_cache_size(),
         }
     }
 }
@@ -269,6 +288,9 @@ pub struct PlanConfig {
     pub burst: Limit,
     pub max_query_time_ms: Limit,
     pub max_queries_per_day: Limit,
+    /// Overrides `[pool] mode` for the plan's tenants.
+    #[serde(default)]
+    pub pool_mode: Option<PoolMode>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -303,6 +325,9 @@ pub struct TenantConfig {
     pub database: String,
     pub db_user: String,
     pub db_password: Secret<String>,
+    /// Overrides the plan's and `[pool] mode` for this tenant.
+    #[serde(default)]
+    pub pool_mode: Option<PoolMode>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -448,11 +473,8 @@ impl RawConfig {
                 "must be at most 1024 (0 = one per CPU core)",
             );
         }
-        if self.pool.mode == PoolMode::Transaction {
-            p.add(
-                "pool.mode",
-                "\"transaction\" is not available in this version; use \"session\"",
-            );
+        if self.pool.statement_cache_size == 0 {
+            p.add("pool.statement_cache_size", "must be greater than 0");
         }
         if self.pool.lease_timeout_ms == 0 {
             p.add("pool.lease_timeout_ms", "must be greater than 0");
@@ -682,7 +704,8 @@ password = "app-pass"
     fn a_valid_file_loads_with_defaults() {
         let c = Config::from_toml(VALID).expect("valid");
         assert_eq!(c.listen.mysql, "127.0.0.1:6033".parse().unwrap());
-        assert_eq!(c.pool.mode, PoolMode::Session);
+        assert_eq!(c.pool.mode, PoolMode::Transaction);
+        assert_eq!(c.pool.statement_cache_size, 256);
         assert_eq!(c.identification.order.len(), 5);
         assert_eq!(c.plans[0].burst, Limit::Unlimited);
         assert_eq!(c.plans[0].max_backend_leases, Limit::Value(2));
@@ -747,10 +770,15 @@ password = "app-pass"
     }
 
     #[test]
-    fn transaction_mode_is_refused_for_now() {
-        let text = format!("[pool]\nmode = \"transaction\"\n{VALID}");
+    fn pool_modes_parse_and_bad_ones_are_refused() {
+        let text = format!("[pool]\nmode = \"session\"\n{VALID}");
+        assert_eq!(Config::from_toml(&text).unwrap().pool.mode, PoolMode::Session);
+        let text = format!("[pool]\nmode = \"statement\"\n{VALID}");
         let errs = Config::from_toml(&text).unwrap_err();
-        assert_eq!(errs.errors[0].key, "pool.mode");
+        assert!(errs.to_string().contains("mode"), "{errs}");
+        let text = format!("[pool]\nstatement_cache_size = 0\n{VALID}");
+        let errs = Config::from_toml(&text).unwrap_err();
+        assert_eq!(errs.errors[0].key, "pool.statement_cache_size");
     }
 
     #[test]

@@ -65,6 +65,8 @@ impl Server {
             tls_required: config.tls.as_ref().is_some_and(|t| t.required),
             server_version,
             lease_timeout: config.pool.lease_timeout(),
+            tenant_pins: Arc::default(),
+            statement_cache_size: config.pool.statement_cache_size,
         });
         Ok(Server { listener, ctx })
     }

@@ -13,12 +13,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::BackendError;
+use super::session_vars::{SessionVars, replay_statement};
+use super::statements::{StatementCache, StatementKey};
 use crate::config::BackendConfig;
 use crate::protocol::ProtocolError;
 use crate::protocol::auth::{NATIVE_PLUGIN, native_token};
-use crate::protocol::command::{COM_INIT_DB, COM_QUERY, COM_QUIT, COM_RESET_CONNECTION};
+use crate::protocol::command::{
+    COM_INIT_DB, COM_QUERY, COM_QUIT, COM_RESET_CONNECTION, COM_STMT_CLOSE, COM_STMT_PREPARE,
+    COM_STMT_RESET,
+};
 use crate::protocol::handshake::{self, PROFILE_FLAGS};
 use crate::protocol::packet::{self, HEADER_LEN};
+use crate::protocol::session_track::{OkPacket, StateItem};
+use crate::protocol::statement::PrepareOk;
 use crate::secret::Secret;
 
 /// Who a backend connection is logged in as.
@@ -64,6 +71,13 @@ impl Profile {
 /// Replies to control packets are small; anything larger is a desync.
 const MAX_CONTROL_PACKET: usize = 1 << 20;
 const ATTRIBUTES: &[(&str, &str)] = &[("program_name", "silo"), ("_client_name", "silo")];
+/// Turns on the session tracking silo reads from every OK packet, and makes
+/// the server report the login's character-set variables (the baseline a
+/// replay returns to): assigning a variable to itself counts as a change.
+const TRACKING_SETUP: &str = "SET session_track_schema = 1, session_track_state_change = 1, \
+    session_track_system_variables = '*', session_track_transaction_info = 'CHARACTERISTICS', \
+    character_set_client = @@character_set_client, character_set_results = @@character_set_results, \
+    character_set_connection = @@character_set_connection, collation_connection = @@collation_connection";
 
 pub struct BackendConn {
     stream: TcpStream,
@@ -83,6 +97,13 @@ pub struct BackendConn {
     pub idle_since: Instant,
     /// The worker runtime whose reactor watches this socket.
     worker: usize,
+    /// Session tracking is on (off again after a reset or change of user).
+    tracking: bool,
+    /// Variables changed on this connection, as the server reported them.
+    vars: SessionVars,
+    /// The character-set variables of its login.
+    baseline: SessionVars,
+    pub statements: StatementCache,
 }
 
 impl std::fmt::Debug for BackendConn {
@@ -137,6 +158,10 @@ impl BackendConn {
             created: Instant::now(),
             idle_since: Instant::now(),
             worker: crate::net::worker(),
+            tracking: false,
+            vars: SessionVars::default(),
+            baseline: SessionVars::default(),
+            statements: StatementCache::default(),
         };
         let (_, greeting) = conn.read_control_packet().await?;
         if greeting.first() == Some(&0xFF) {
@@ -215,6 +240,7 @@ impl BackendConn {
         );
         self.user.clear();
         self.database = None;
+        self.forget_session();
         self.write_control_packet(0, &packet).await?;
         self.finish_auth(identity).await?;
         self.user = identity.user.clone();
@@ -230,7 +256,158 @@ impl BackendConn {
     /// The server refused, or the connection broke.
     pub async fn reset(&mut self) -> Result<(), BackendError> {
         self.database = None;
+        self.forget_session();
         self.command(&[COM_RESET_CONNECTION]).await
+    }
+
+    /// The server is about to drop this connection's session state.
+    fn forget_session(&mut self) {
+        self.tracking = false;
+        self.vars.clear();
+        self.statements.clear();
+    }
+
+    /// Brings the session to what a client expects: tracking on, the
+    /// client's variables, its schema. Everything needed goes out in one
+    /// write and is answered in one round trip; nothing is sent when the
+    /// connection already matches.
+    ///
+    /// # Errors
+    /// The server refused a step (its error is the client's answer), or the
+    /// connection broke. Either way the connection's state is unknown.
+    pub async fn sync(&mut self, vars: &SessionVars, schema: &str) -> Result<(), BackendError> {
+        let setup = !self.tracking;
+        let replay = replay_statement(vars, &self.vars, &self.baseline);
+        let init_db = !schema.is_empty() && !self.database_is(schema);
+        if !setup && replay.is_none() && !init_db {
+            return Ok(());
+        }
+        let mut out = BytesMut::new();
+        let query = |out: &mut BytesMut, command: u8, text: &[u8]| {
+            let mut payload = Vec::with_capacity(1 + text.len());
+            payload.push(command);
+            payload.extend_from_slice(text);
+            packet::write_packet(out, 0, &payload);
+        };
+        if setup {
+            query(&mut out, COM_QUERY, TRACKING_SETUP.as_bytes());
+        }
+        if let Some(sql) = &replay {
+            query(&mut out, COM_QUERY, sql.as_bytes());
+        }
+        if init_db {
+            query(&mut out, COM_INIT_DB, schema.as_bytes());
+        }
+        self.database = None;
+        self.stream.write_all(&out).await?;
+        // Every reply is read, even after a refusal, so none is left behind.
+        let mut outcome = Ok(());
+        if setup {
+            match self.read_ok().await {
+                Ok(reply) => {
+                    let mut baseline = SessionVars::default();
+                    if let Ok(ok) = OkPacket::parse(&reply) {
+                        for item in ok.items() {
+                            if let StateItem::SystemVariable { name, value } = item {
+                                let _ = baseline.record(name, value);
+                            }
+                        }
+                    }
+                    self.baseline = baseline;
+                    self.tracking = true;
+                }
+                Err(e) => outcome = Err(e),
+            }
+        }
+        if replay.is_some() {
+            match self.read_ok().await {
+                Ok(_) => self.vars = vars.clone(),
+                Err(e) => outcome = outcome.and(Err(e)),
+            }
+        }
+        if init_db {
+            match self.read_ok().await {
+                Ok(_) => self.database = Some(schema.to_string()),
+                Err(e) => outcome = outcome.and(Err(e)),
+            }
+        }
+        outcome
+    }
+
+    /// Records what a relayed response reported about this connection.
+    pub fn note_state(&mut self, vars: &SessionVars, schema: Option<&str>) {
+        if self.vars != *vars {
+            self.vars = vars.clone();
+        }
+        if let Some(schema) = schema {
+            self.database = Some(schema.to_string());
+        }
+    }
+
+    /// Prepares `key` on this connection (COM_STMT_PREPARE, metadata read
+    /// and dropped) and caches it, closing what the cache evicts.
+    ///
+    /// # Errors
+    /// The server refused the statement (its error is the client's answer),
+    /// or the connection broke.
+    pub async fn prepare(
+        &mut self,
+        key: &std::sync::Arc<StatementKey>,
+        capacity: usize,
+    ) -> Result<PrepareOk, BackendError> {
+        let mut payload = Vec::with_capacity(1 + key.sql.len());
+        payload.push(COM_STMT_PREPARE);
+        payload.extend_from_slice(&key.sql);
+        let mut out = BytesMut::with_capacity(payload.len() + HEADER_LEN);
+        packet::write_packet(&mut out, 0, &payload);
+        self.stream.write_all(&out).await?;
+        let (_, first) = self.read_control_packet().await?;
+        if first.first() == Some(&0xFF) {
+            return Err(refused(&first));
+        }
+        let ok = PrepareOk::parse(&first).ok_or(ProtocolError::malformed("prepare reply"))?;
+        let deprecate_eof = self.profile.deprecate_eof();
+        let eof = |n: u16| usize::from(n > 0 && !deprecate_eof);
+        let follow = usize::from(ok.params) + eof(ok.params) + usize::from(ok.columns) + eof(ok.columns);
+        for _ in 0..follow {
+            self.read_control_packet().await?;
+        }
+        let evicted = self
+            .statements
+            .insert(key.clone(), ok.statement_id, ok.params, capacity);
+        for id in evicted {
+            self.close_statement(id).await?;
+        }
+        Ok(ok)
+    }
+
+    /// COM_STMT_CLOSE (the server sends no reply).
+    ///
+    /// # Errors
+    /// The connection broke.
+    pub async fn close_statement(&mut self, id: u32) -> Result<(), BackendError> {
+        let mut payload = [COM_STMT_CLOSE, 0, 0, 0, 0];
+        crate::protocol::statement::set_statement_id(&mut payload, id);
+        self.write_control_packet(0, &payload).await
+    }
+
+    /// COM_STMT_RESET: drops a statement's cursor and long data.
+    ///
+    /// # Errors
+    /// The server refused, or the connection broke.
+    pub async fn reset_statement(&mut self, id: u32) -> Result<(), BackendError> {
+        let mut payload = [COM_STMT_RESET, 0, 0, 0, 0];
+        crate::protocol::statement::set_statement_id(&mut payload, id);
+        self.command(&payload).await
+    }
+
+    async fn read_ok(&mut self) -> Result<BytesMut, BackendError> {
+        let (_, reply) = self.read_control_packet().await?;
+        match reply.first() {
+            Some(0x00) => Ok(reply),
+            Some(0xFF) => Err(refused(&reply)),
+            _ => Err(ProtocolError::malformed("command reply").into()),
+        }
     }
 
     /// COM_INIT_DB.
@@ -283,11 +460,21 @@ impl BackendConn {
         self.database = None;
     }
 
-    /// A cheap check, without I/O wait, that the server has not closed the
-    /// connection while it sat idle (wait_timeout, restart, KILL).
+    /// A cheap check that the server has not closed the connection while it
+    /// sat idle (wait_timeout, restart, KILL).
+    ///
+    /// # Performance
+    /// An idle connection has nothing to read; the event loop already knows
+    /// whether the socket became readable (a closed connection is), so the
+    /// system call that confirms it is only made then.
     pub fn is_alive(&mut self) -> bool {
         if !self.rbuf.is_empty() {
             return false;
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return true;
         }
         let mut probe = [0u8; 1];
         match self.stream.try_read(&mut probe) {
@@ -307,6 +494,11 @@ impl BackendConn {
             self.worker = here;
         }
         Ok(())
+    }
+
+    /// The worker runtime whose event loop watches the socket.
+    pub fn worker(&self) -> usize {
+        self.worker
     }
 
     /// The socket and its read buffer, for the relay.

@@ -3,7 +3,10 @@
 
 pub mod connection;
 pub mod error;
+pub mod pins;
 pub mod pool;
+pub mod session_vars;
+pub mod statements;
 
 pub use connection::{BackendConn, Identity};
 pub use error::BackendError;

@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use tokio::sync::Notify;
 
 use super::connection::{Identity, Profile};
+use super::pins::PinCounters;
 use super::{BackendConn, BackendError};
 use crate::config::{BackendConfig, Config};
 
@@ -29,6 +30,8 @@ pub struct PoolStats {
     pub opened: AtomicU64,
     pub closed: AtomicU64,
     pub errors: AtomicU64,
+    /// Leases and pins of the sessions served by this backend.
+    pub pins: PinCounters,
 }
 
 /// A point-in-time copy of [`PoolStats`].
@@ -182,12 +185,16 @@ impl Pool {
 
     fn take(&self, identity: &Identity, profile: Profile) -> Option<Grant> {
         let mut state = self.lock();
-        // Most recently used first: its server-side caches are warm.
-        if let Some(i) = state
+        // Most recently used first: its server-side caches are warm. One
+        // already watched by this worker's event loop saves moving it.
+        let worker = crate::net::worker();
+        let fits = |c: &BackendConn| c.profile == profile && c.matches(identity);
+        let found = state
             .idle
             .iter()
-            .rposition(|c| c.profile == profile && c.matches(identity))
-        {
+            .rposition(|c| fits(c) && c.worker() == worker)
+            .or_else(|| state.idle.iter().rposition(fits));
+        if let Some(i) = found {
             let conn = state.idle.remove(i)?;
             self.stats.idle.store(state.idle.len(), Ordering::Relaxed);
             return Some(Grant::Matching(conn));
@@ -343,7 +350,8 @@ impl Lease {
         self.conn.as_ref()
     }
 
-    /// Brings a granted connection to the identity and its database.
+    /// Brings a granted connection to the identity. Its session (variables,
+    /// schema) is the leaseholder's to bring in line ([`BackendConn::sync`]).
     async fn prepare(&mut self, identity: &Identity) -> Result<(), BackendError> {
         let conn = self.conn();
         if !conn.is_alive() {
@@ -353,10 +361,21 @@ impl Lease {
         if !conn.matches(identity) {
             return conn.change_user(identity).await;
         }
-        if !conn.database_is(&identity.database) {
-            return conn.init_db(&identity.database).await;
-        }
         Ok(())
+    }
+
+    /// The pool the connection came from.
+    pub fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    /// Gives back a connection whose session holds nothing silo cannot
+    /// replay (`transaction` mode): no reset, straight to the idle list.
+    pub fn give_back(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.stats.in_use.fetch_sub(1, Ordering::Relaxed);
+            self.pool.checkin(conn);
+        }
     }
 
     /// Gives the connection back: it is reset with COM_RESET_CONNECTION in

@@ -5,6 +5,8 @@ pub mod listener;
 pub mod login;
 pub mod registry;
 pub mod session;
+pub mod session_state;
+mod statements;
 pub mod stream;
 pub mod tls;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
 use crate::backend::Pools;
+use crate::backend::pins::TenantPins;
 use crate::routing::Router;
 
 /// What every client session shares, built once by the server.
@@ -26,4 +29,8 @@ pub struct Context {
     /// Sent in the greeting, in the backend's style.
     pub server_version: String,
     pub lease_timeout: Duration,
+    /// Lease and pin counters per tenant, kept across route-table swaps.
+    pub tenant_pins: Arc<TenantPins>,
+    /// Prepared statements kept per backend connection.
+    pub statement_cache_size: usize,
 }

@@ -1,63 +1,86 @@
 //! One logged-in client: the command loop as explicit phases,
-//! read → (lease) → relay → (release at the end of the session).
+//! read → lease → sync → relay → give back or keep.
 //!
-//! Commands silo owns (COM_PING, COM_QUIT, COM_CHANGE_USER, KILL on silo ids)
-//! are answered here; everything else is relayed raw to the leased backend
-//! connection and the response streamed back, its end found by the
-//! [`ResponseScanner`]. In `session` mode the lease is taken at the first
-//! command that needs a backend and held until the client leaves; the
-//! lease/release seam is where `transaction` mode will hand connections back
-//! after each response.
+//! Commands silo owns (COM_PING, COM_QUIT, COM_CHANGE_USER,
+//! COM_RESET_CONNECTION, KILL on silo ids) are answered here; everything
+//! else is relayed raw to a leased backend connection and the response
+//! streamed back, its end found by the [`ResponseScanner`].
+//!
+//! In `transaction` mode a connection is leased for a command and given
+//! back when its response ends, unless the server reported state silo
+//! cannot replay ([`SessionState::pins`]): then it stays with the client
+//! until the state is gone. Variables and schema the client changed are
+//! replayed on the next connection it leases. In `session` mode the lease
+//! simply lasts as long as the client. Prepared statements (their ids are
+//! silo's) live in `statements.rs`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Buf;
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::Context;
 use super::login::{self, Credentials, LoggedIn, MAX_LOGIN_PACKET};
 use super::registry::{BackendTarget, SessionHandle};
+use super::session_state::{ResponseNotes, SessionState};
 use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
+use crate::backend::pins::{PinCounters, PinReason, Pins};
 use crate::backend::{BackendConn, BackendError, Lease};
+use crate::config::PoolMode;
 use crate::protocol::auth;
-use crate::protocol::command::{self, COM_QUERY, CommandKind, Kill, MAX_KILL_LEN};
+use crate::protocol::command::{
+    self, COM_QUERY, COM_SET_OPTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH,
+    COM_STMT_PREPARE, COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CommandKind, Kill, MAX_KILL_LEN,
+};
 use crate::protocol::error_code::sanitize;
 use crate::protocol::handshake;
 use crate::protocol::packet::{self, HEADER_LEN};
 use crate::protocol::response::{Progress, RequestScanner, ResponseScanner};
+use crate::protocol::session_track::OkPacket;
+use crate::protocol::sql::SqlTraits;
 use crate::protocol::{ProtocolError, ServerError};
 use crate::routing::TenantRoute;
 
 /// What the loop does after a command.
 #[derive(Debug, PartialEq, Eq)]
-enum Flow {
+pub(super) enum Flow {
     Continue,
     End,
 }
 
 /// Read buffers grow by this much when they run low.
 const READ_CHUNK: usize = 64 * 1024;
+/// Statements longer than this are relayed without a look at their text
+/// (the server's own report still pins what it reports).
+const MAX_CLASSIFIED: usize = 1 << 20;
 
 pub struct Session {
-    ctx: Arc<Context>,
-    handle: Arc<SessionHandle>,
-    client: ClientConn,
-    tenant: Arc<TenantRoute>,
+    pub(super) ctx: Arc<Context>,
+    pub(super) handle: Arc<SessionHandle>,
+    pub(super) client: ClientConn,
+    pub(super) tenant: Arc<TenantRoute>,
     username: String,
     capabilities: CapabilityFlags,
-    profile: Profile,
-    database: Option<String>,
+    pub(super) profile: Profile,
     attributes: std::collections::HashMap<String, String>,
     sni: Option<String>,
     scramble: [u8; auth::SCRAMBLE_LEN],
-    lease: Option<Lease>,
+    pub(super) lease: Option<Lease>,
     /// Commands relayed on the current lease. A first command that could not
     /// be written may be retried on a fresh connection: nothing depends on
     /// the old one yet.
     lease_commands: u64,
+    /// Variables, schema, statements and what pins the session.
+    pub(super) state: SessionState,
+    /// Why the current lease is kept (empty: given back after the response).
+    pinned: Pins,
+    tenant_pins: Arc<PinCounters>,
+    /// The client reads session-state information in OK packets.
+    session_track: bool,
 }
 
 impl Session {
@@ -68,20 +91,29 @@ impl Session {
         login: LoggedIn,
     ) -> Self {
         handle.set_tenant(Some(login.tenant.id.clone()));
+        let schema = login
+            .database
+            .unwrap_or_else(|| login.tenant.identity.database.clone());
+        let tenant_pins = ctx.tenant_pins.of(&login.tenant.id);
         Self {
             ctx,
             handle,
             client,
             tenant: login.tenant,
             username: login.username,
+            session_track: login
+                .capabilities
+                .contains(CapabilityFlags::CLIENT_SESSION_TRACK),
             capabilities: login.capabilities,
             profile: login.profile,
-            database: login.database,
             attributes: login.attributes,
             sni: login.sni,
             scramble: login.scramble,
             lease: None,
             lease_commands: 0,
+            state: SessionState::new(schema),
+            pinned: Pins::default(),
+            tenant_pins,
         }
     }
 
@@ -187,8 +219,12 @@ impl Session {
                     None => self.reply_error(&ServerError::malformed_packet()).await,
                 }
             }
-            CommandKind::ResetConnection if self.lease.is_none() => {
+            CommandKind::ResetConnection => {
+                // The server-side session goes with the lease (reset before
+                // reuse); silo's record of it is dropped with it.
                 self.skip_command().await?;
+                self.end_lease();
+                self.state.reset();
                 self.reply_ok().await
             }
             CommandKind::Unsupported => {
@@ -207,15 +243,48 @@ impl Session {
                         self.client.rbuf.advance(HEADER_LEN + len);
                         self.kill(kill).await
                     }
-                    None => self.relay(CommandKind::ResultSets).await,
+                    None => self.relay_query(len).await,
                 }
             }
-            kind => self.relay(kind).await,
+            _ if cmd == COM_QUERY => self.relay_query(len).await,
+            _ if cmd == COM_STMT_PREPARE => self.prepare(len).await,
+            _ if cmd == COM_STMT_EXECUTE => self.execute(len).await,
+            _ if cmd == COM_STMT_SEND_LONG_DATA => self.send_long_data().await,
+            _ if cmd == COM_STMT_CLOSE => self.close_statement().await,
+            _ if cmd == COM_STMT_RESET => self.reset_statement().await,
+            _ if cmd == COM_STMT_FETCH => self.fetch().await,
+            kind => {
+                let flow = self.relay(kind, &SqlTraits::default()).await?;
+                if cmd == COM_SET_OPTION {
+                    // Multi-statements on or off: connection state.
+                    self.state.mark_unknown();
+                }
+                self.settle();
+                Ok(flow)
+            }
         }
     }
 
+    /// COM_QUERY: its text is read for what the server does not report.
+    async fn relay_query(&mut self, len: usize) -> Result<Flow, PacketError> {
+        let traits = if len < MAX_CLASSIFIED {
+            self.fill_packet(len).await?;
+            SqlTraits::of(
+                self.client
+                    .rbuf
+                    .get(HEADER_LEN + 1..HEADER_LEN + len)
+                    .unwrap_or_default(),
+            )
+        } else {
+            SqlTraits::default()
+        };
+        let flow = self.relay(CommandKind::ResultSets, &traits).await?;
+        self.settle();
+        Ok(flow)
+    }
+
     /// Waits until the whole packet of `len` bytes is buffered.
-    async fn fill_packet(&mut self, len: usize) -> Result<(), PacketError> {
+    pub(super) async fn fill_packet(&mut self, len: usize) -> Result<(), PacketError> {
         while self.client.rbuf.len() < HEADER_LEN + len {
             self.client.fill().await?;
         }
@@ -223,12 +292,14 @@ impl Session {
     }
 
     /// Discards the client's current command, however long.
-    async fn skip_command(&mut self) -> Result<(), PacketError> {
+    pub(super) async fn skip_command(&mut self) -> Result<(), PacketError> {
         let mut scanner = RequestScanner::command();
         loop {
             match scanner.scan(&self.client.rbuf) {
-                // The request scanner never asks for a file; both mean "ends here".
-                Progress::Done { end } | Progress::LocalInfile { end } => {
+                // The request scanner only ever says Done or NeedMore.
+                Progress::Done { end }
+                | Progress::LocalInfile { end }
+                | Progress::Tracked { end, .. } => {
                     self.client.rbuf.advance(end);
                     return Ok(());
                 }
@@ -240,20 +311,21 @@ impl Session {
         }
     }
 
-    async fn reply_ok(&mut self) -> Result<Flow, PacketError> {
+    pub(super) async fn reply_ok(&mut self) -> Result<Flow, PacketError> {
         self.client.queue_packet(1, &login::ok_payload());
         self.client.flush().await?;
         Ok(Flow::Continue)
     }
 
-    async fn reply_error(&mut self, error: &ServerError) -> Result<Flow, PacketError> {
+    pub(super) async fn reply_error(&mut self, error: &ServerError) -> Result<Flow, PacketError> {
         self.client.queue_error(1, error);
         self.client.flush().await?;
         Ok(Flow::Continue)
     }
 
-    /// Leases a backend connection for this client's tenant.
-    async fn acquire(&mut self) -> Result<(), ServerError> {
+    /// Leases a backend connection for this client's tenant and brings it
+    /// to the client's session (variables, schema).
+    pub(super) async fn acquire(&mut self) -> Result<(), ServerError> {
         let Some(pool) = self.ctx.pools.get(self.tenant.backend) else {
             warn!(tenant = %self.tenant.id, backend = self.tenant.backend, "tenant routed to an unknown backend");
             return Err(ServerError::backend_unavailable(self.tenant.slug()));
@@ -263,13 +335,10 @@ impl Session {
             .lease(&identity, self.profile, self.ctx.lease_timeout)
             .await
             .map_err(|e| self.backend_error(&e))?;
-        if let Some(db) = self
-            .database
-            .as_deref()
-            .filter(|db| *db != identity.database)
-            && let Err(e) = lease.conn().init_db(db).await
-        {
-            lease.release();
+        pool.stats.pins.count_lease();
+        self.tenant_pins.count_lease();
+        if let Err(e) = lease.conn().sync(&self.state.vars, &self.state.schema).await {
+            lease.discard();
             return Err(match e {
                 BackendError::Refused {
                     code,
@@ -290,8 +359,16 @@ impl Session {
         Ok(())
     }
 
+    /// Makes sure a connection is leased (and in sync).
+    pub(super) async fn ensure_lease(&mut self) -> Result<(), ServerError> {
+        if self.lease.is_none() {
+            self.acquire().await?;
+        }
+        Ok(())
+    }
+
     /// What the client is told about a backend failure; details go to the log.
-    fn backend_error(&self, e: &BackendError) -> ServerError {
+    pub(super) fn backend_error(&self, e: &BackendError) -> ServerError {
         let slug = self.tenant.slug();
         match e {
             BackendError::LeaseTimeout { waited_ms } => {
@@ -312,6 +389,11 @@ impl Session {
                 );
                 ServerError::backend_login_failed(slug)
             }
+            BackendError::Refused {
+                code,
+                sqlstate,
+                message,
+            } => ServerError::new(*code, sqlstate, message.clone()),
             other => {
                 warn!(conn = self.handle.id, tenant = slug, error = %other, "backend unavailable");
                 ServerError::backend_unavailable(slug)
@@ -319,31 +401,102 @@ impl Session {
         }
     }
 
-    /// Relays one command and its whole response.
-    async fn relay(&mut self, kind: CommandKind) -> Result<Flow, PacketError> {
-        if self.lease.is_none()
-            && let Err(error) = self.acquire().await
-        {
+    /// Relays one command and its whole response, then decides whether the
+    /// connection stays with the client.
+    pub(super) async fn relay(
+        &mut self,
+        kind: CommandKind,
+        traits: &SqlTraits,
+    ) -> Result<Flow, PacketError> {
+        if let Err(error) = self.ensure_lease().await {
             self.skip_command().await?;
             return self.reply_error(&error).await;
         }
-        match self.forward_command().await? {
+        match self.forward_command(true).await? {
             Flow::Continue => {}
             Flow::End => return Ok(Flow::End),
         }
+        self.relay_after_forward(kind, traits).await.map(|(flow, _)| flow)
+    }
+
+    /// The response part of [`Session::relay`], for callers that forwarded
+    /// the command themselves. Returns the status the response ended with.
+    pub(super) async fn relay_after_forward(
+        &mut self,
+        kind: CommandKind,
+        traits: &SqlTraits,
+    ) -> Result<(Flow, Option<StatusFlags>), PacketError> {
         self.lease_commands += 1;
         let Some(mut scanner) = ResponseScanner::for_command(kind, self.profile.deprecate_eof())
         else {
-            return Ok(Flow::Continue);
+            self.settle();
+            return Ok((Flow::Continue, None));
         };
-        self.relay_response(&mut scanner).await
+        let mut notes = ResponseNotes::default();
+        let flow = self.relay_response(&mut scanner, &mut notes).await?;
+        if flow == Flow::End {
+            return Ok((flow, None));
+        }
+        let status = scanner.final_status();
+        self.state.on_response_end(status, traits, &notes);
+        if notes.tracked
+            && let Some(lease) = self.lease.as_mut()
+        {
+            lease
+                .conn()
+                .note_state(&self.state.vars, Some(&self.state.schema));
+        }
+        Ok((flow, status))
+    }
+
+    /// After a response: keeps the connection while the session holds state
+    /// on it, gives it back otherwise, and counts what pins it.
+    pub(super) fn settle(&mut self) {
+        let pins = self
+            .state
+            .pins()
+            .with(PinReason::SessionMode, self.tenant.pool_mode == PoolMode::Session);
+        let Some(lease) = self.lease.as_ref() else {
+            self.pinned = Pins::default();
+            return;
+        };
+        let added = pins.added_since(self.pinned);
+        if !added.is_empty() {
+            let backend = &lease.pool().stats.pins;
+            backend.count_pins(added);
+            self.tenant_pins.count_pins(added);
+            if self.pinned.is_empty() {
+                backend.pinned.fetch_add(1, Ordering::Relaxed);
+                self.tenant_pins.pinned.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if pins.is_empty() {
+            self.unpin_gauges();
+            self.handle.set_backend(None);
+            if let Some(lease) = self.lease.take() {
+                lease.give_back();
+            }
+        }
+        self.pinned = pins;
+    }
+
+    fn unpin_gauges(&mut self) {
+        if self.pinned.is_empty() {
+            return;
+        }
+        if let Some(lease) = self.lease.as_ref() {
+            lease.pool().stats.pins.pinned.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.tenant_pins.pinned.fetch_sub(1, Ordering::Relaxed);
+        self.pinned = Pins::default();
     }
 
     /// Streams the client's command to the backend. A command whose first
     /// write fails on a connection that served nothing yet is sent again on a
-    /// fresh connection, once; otherwise the client gets an error.
-    async fn forward_command(&mut self) -> Result<Flow, PacketError> {
-        let retry = self.lease_commands == 0;
+    /// fresh connection, once (when `may_retry`); otherwise the client gets
+    /// an error.
+    pub(super) async fn forward_command(&mut self, may_retry: bool) -> Result<Flow, PacketError> {
+        let retry = may_retry && self.lease_commands == 0;
         self.forward_from_client(RequestScanner::command(), retry)
             .await
     }
@@ -355,7 +508,7 @@ impl Session {
     }
 
     /// Streams client packets to the backend until `scanner` says they end.
-    async fn forward_from_client(
+    pub(super) async fn forward_from_client(
         &mut self,
         mut scanner: RequestScanner,
         mut may_retry: bool,
@@ -366,6 +519,7 @@ impl Session {
             let (n, done) = match scanner.scan(&self.client.rbuf) {
                 Progress::NeedMore { forward } => (forward, false),
                 Progress::Done { end } | Progress::LocalInfile { end } => (end, true),
+                Progress::Tracked { end, .. } => (end, true),
             };
             if n > 0 {
                 let Some(lease) = self.lease.as_mut() else {
@@ -405,8 +559,13 @@ impl Session {
         }
     }
 
-    /// Streams the backend's response to the client until its end.
-    async fn relay_response(&mut self, scanner: &mut ResponseScanner) -> Result<Flow, PacketError> {
+    /// Streams the backend's response to the client until its end, reading
+    /// the session state the server reports on the way.
+    async fn relay_response(
+        &mut self,
+        scanner: &mut ResponseScanner,
+        notes: &mut ResponseNotes,
+    ) -> Result<Flow, PacketError> {
         let mut forwarded = false;
         loop {
             let Some(lease) = self.lease.as_mut() else {
@@ -420,9 +579,39 @@ impl Session {
                     return Ok(self.lose_backend(forwarded).await);
                 }
             };
+            if let Progress::Tracked { at, end, last } = progress {
+                let before = buf.get(..at).unwrap_or_default();
+                let packet = buf.get(at..end).unwrap_or_default();
+                let seq = packet.get(3).copied().unwrap_or_default();
+                let payload = packet.get(HEADER_LEN..).unwrap_or_default();
+                self.client.queue_raw(before);
+                match OkPacket::parse(payload) {
+                    Ok(ok) => {
+                        notes.tracked = true;
+                        self.state.on_ok(&ok, notes);
+                        if self.session_track {
+                            self.client.queue_raw(packet);
+                        } else {
+                            ok.write_without_state(payload, seq, self.client.wbuf());
+                        }
+                    }
+                    Err(_) => self.client.queue_raw(packet),
+                }
+                buf.advance(end);
+                if let Err(e) = self.client.flush().await {
+                    self.drop_lease();
+                    return Err(e.into());
+                }
+                forwarded = true;
+                if last {
+                    return Ok(Flow::Continue);
+                }
+                continue;
+            }
             let n = match progress {
                 Progress::NeedMore { forward } => forward,
                 Progress::Done { end } | Progress::LocalInfile { end } => end,
+                Progress::Tracked { .. } => 0,
             };
             if n > 0 {
                 if let Err(e) = self
@@ -445,7 +634,7 @@ impl Session {
                     scanner.resume_after_infile();
                     continue;
                 }
-                Progress::NeedMore { .. } => {}
+                Progress::NeedMore { .. } | Progress::Tracked { .. } => {}
             }
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(READ_CHUNK);
@@ -461,7 +650,7 @@ impl Session {
     /// Ends a session whose backend connection broke mid-response. The
     /// client is told why unless part of the response already reached it,
     /// in which case an ERR could not be told apart from the rows.
-    async fn lose_backend(&mut self, forwarded: bool) -> Flow {
+    pub(super) async fn lose_backend(&mut self, forwarded: bool) -> Flow {
         self.drop_lease();
         if !forwarded {
             self.client
@@ -531,9 +720,12 @@ impl Session {
                 self.end_lease();
                 info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
                 self.handle.set_tenant(Some(tenant.id.clone()));
+                self.tenant_pins = self.ctx.tenant_pins.of(&tenant.id);
+                self.state = SessionState::new(
+                    database.unwrap_or_else(|| tenant.identity.database.clone()),
+                );
                 self.tenant = tenant;
                 self.username = username;
-                self.database = database;
                 self.attributes = attributes;
                 if let Some(c) = parsed.collation.and_then(|c| u8::try_from(c).ok()) {
                     self.profile = Profile::new(self.capabilities, c);
@@ -609,18 +801,27 @@ impl Session {
         }
     }
 
-    fn drop_lease(&mut self) {
+    pub(super) fn drop_lease(&mut self) {
+        self.unpin_gauges();
         self.handle.set_backend(None);
         if let Some(lease) = self.lease.take() {
             lease.discard();
         }
     }
 
-    /// Gives the backend connection back (reset before reuse).
+    /// Gives the backend connection back at the end of the client's use of
+    /// it: as is when its session holds only what silo replays, else reset
+    /// before reuse.
     fn end_lease(&mut self) {
+        let clean = self.state.pins().is_empty();
+        self.unpin_gauges();
         self.handle.set_backend(None);
         if let Some(lease) = self.lease.take() {
-            lease.release();
+            if clean {
+                lease.give_back();
+            } else {
+                lease.release();
+            }
         }
     }
 }

@@ -131,6 +131,16 @@ impl ClientConn {
         packet::write_packet(&mut self.wbuf, seq, payload);
     }
 
+    /// Queues bytes that are already framed packets.
+    pub fn queue_raw(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// The write queue, for callers that frame packets themselves.
+    pub fn wbuf(&mut self) -> &mut BytesMut {
+        &mut self.wbuf
+    }
+
     pub fn queue_error(&mut self, seq: u8, error: &ServerError) {
         error.encode(seq, &mut self.wbuf);
     }

@@ -170,6 +170,39 @@ impl ServerError {
     }
 
     /// An internal failure; the details go to the log under `reference`.
+    /// A statement command naming an id the client never prepared (or closed).
+    pub fn unknown_statement(id: u32, command: &str) -> Self {
+        Self::new(
+            1243,
+            b"HY000",
+            format!("Unknown prepared statement handler ({id}) given to {command}"),
+        )
+    }
+
+    /// COM_STMT_FETCH on a statement without an open cursor.
+    pub fn no_open_cursor(id: u32) -> Self {
+        Self::new(
+            1421,
+            b"HY000",
+            format!("The statement ({id}) has no open cursor."),
+        )
+    }
+
+    /// Re-preparing a statement on another connection gave a different
+    /// parameter count (the tables changed): the client must prepare again.
+    pub fn need_reprepare() -> Self {
+        Self::new(1615, b"HY000", "Prepared statement needs to be re-prepared")
+    }
+
+    /// A statement too long to keep for re-preparing.
+    pub fn statement_too_long(max: usize) -> Self {
+        Self::new(
+            1153,
+            b"08S01",
+            format!("Prepared statement text longer than {max} bytes is not supported"),
+        )
+    }
+
     pub fn internal(reference: u64) -> Self {
         Self::new(
             1105,

@@ -18,6 +18,9 @@ pub mod error_code;
 pub mod handshake;
 pub mod packet;
 pub mod response;
+pub mod session_track;
+pub mod sql;
+pub mod statement;
 
 pub use error::ProtocolError;
 pub use error_code::ServerError;

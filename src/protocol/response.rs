@@ -32,6 +32,10 @@ pub enum Progress {
     /// The server asks for a LOCAL INFILE file: relay the first `end` bytes,
     /// then the client's file, then call [`ResponseScanner::resume_after_infile`].
     LocalInfile { end: usize },
+    /// Bytes before `at` may be relayed; `at..end` is a whole OK packet
+    /// (header included) that carries session-state information. Scan on
+    /// from `end` unless `last`: it ends the response.
+    Tracked { at: usize, end: usize, last: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,7 @@ pub struct ResponseScanner {
     /// The current packet is 0xFFFFFF bytes long: the next one continues it.
     continued: bool,
     status: StatusFlags,
+    has_status: bool,
     error: bool,
 }
 
@@ -85,6 +90,7 @@ impl ResponseScanner {
             skip: 0,
             continued: false,
             status: StatusFlags::empty(),
+            has_status: false,
             error: false,
         })
     }
@@ -92,6 +98,13 @@ impl ResponseScanner {
     /// Status flags of the last OK or EOF packet seen.
     pub fn status(&self) -> StatusFlags {
         self.status
+    }
+
+    /// The status flags the response ended with: `None` after an ERR, or
+    /// when it carried none (a prepare without metadata, a statistics
+    /// string).
+    pub fn final_status(&self) -> Option<StatusFlags> {
+        (self.has_status && !self.error).then_some(self.status)
     }
 
     /// Whether the response ended with an ERR packet.
@@ -131,6 +144,18 @@ impl ResponseScanner {
             let Some(peek) = rest.get(HEADER_LEN..HEADER_LEN + len.min(PEEK)) else {
                 return Ok(Progress::NeedMore { forward: pos });
             };
+            if !self.continued && self.carries_state(len, peek) {
+                if rest.len() < HEADER_LEN + len {
+                    return Ok(Progress::NeedMore { forward: pos });
+                }
+                self.on_packet(len, peek)?;
+                let end = pos + HEADER_LEN + len;
+                return Ok(Progress::Tracked {
+                    at: pos,
+                    end,
+                    last: self.state == State::Done,
+                });
+            }
             if !self.continued {
                 self.on_packet(len, peek)?;
             }
@@ -165,6 +190,7 @@ impl ResponseScanner {
             (_, None) => return Err(ProtocolError::malformed("empty response")),
             (State::First, Some(0x00)) => {
                 self.status = ok_status(peek)?;
+                self.has_status = true;
                 self.after_result()
             }
             (State::First, Some(0xFF)) => self.on_error(),
@@ -184,6 +210,7 @@ impl ResponseScanner {
             }
             (State::MetaEof, Some(0xFE)) => {
                 self.status = eof_status(peek)?;
+                self.has_status = true;
                 if self
                     .status
                     .contains(StatusFlags::SERVER_STATUS_CURSOR_EXISTS)
@@ -203,6 +230,7 @@ impl ResponseScanner {
                 } else {
                     eof_status(peek)?
                 };
+                self.has_status = true;
                 self.after_result()
             }
             (State::Rows, Some(_)) => State::Rows,
@@ -238,6 +266,20 @@ impl ResponseScanner {
             }
         };
         Ok(())
+    }
+
+    /// Whether the packet about to be read is an OK packet with
+    /// SERVER_SESSION_STATE_CHANGED (whose state information follows the
+    /// fields peeked at, so it is only handed over whole).
+    fn carries_state(&self, len: usize, peek: &[u8]) -> bool {
+        let ok = match (self.state, peek.first()) {
+            (State::First | State::Single, Some(0x00)) => true,
+            (State::Rows, Some(0xFE)) => self.deprecate_eof && self.is_terminator(len),
+            _ => false,
+        };
+        ok && len < MAX_PAYLOAD
+            && ok_status(peek)
+                .is_ok_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED))
     }
 
     fn on_error(&mut self) -> State {
@@ -317,6 +359,16 @@ impl RequestScanner {
     pub fn command() -> Self {
         Self {
             skip: 0,
+            continued: false,
+            until_empty: false,
+        }
+    }
+
+    /// The last `remaining` bytes of a command packet whose start was
+    /// already sent (`remaining` > 0).
+    pub fn remainder(remaining: usize) -> Self {
+        Self {
+            skip: remaining,
             continued: false,
             until_empty: false,
         }

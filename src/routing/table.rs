@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backend::Identity;
-use crate::config::{BackendConfig, Config, IdentificationMethod, PlanConfig, TenantStatus};
+use crate::config::{
+    BackendConfig, Config, IdentificationMethod, PlanConfig, PoolMode, TenantStatus,
+};
 use crate::protocol::auth::NativeHash;
 
 /// Stable key of a tenant across route-table swaps (its slug).
@@ -25,6 +27,8 @@ pub struct TenantRoute {
     pub status: TenantStatus,
     pub plan: Arc<PlanConfig>,
     pub backend: u32,
+    /// The tenant's, else its plan's, else `[pool] mode`.
+    pub pool_mode: PoolMode,
     /// Who silo logs in as on the backend: the tenant's own database user,
     /// whose grants cover the tenant's database alone.
     pub identity: Arc<Identity>,
@@ -78,6 +82,7 @@ impl RouteTable {
                     status: t.status,
                     plan: plan.clone(),
                     backend: t.backend,
+                    pool_mode: t.pool_mode.or(plan.pool_mode).unwrap_or(config.pool.mode),
                     identity: Arc::new(Identity::new(
                         &t.db_user,
                         t.db_password.clone(),

@@ -61,20 +61,33 @@ fn feed(scanner: &mut ResponseScanner, bytes: &[u8], step: usize) -> Progress {
     let mut consumed = 0;
     for chunk in bytes.chunks(step) {
         pending.extend_from_slice(chunk);
-        match scanner.scan(&pending).unwrap() {
-            Progress::NeedMore { forward } => {
-                consumed += forward;
-                pending.drain(..forward);
-            }
-            Progress::Done { end } => {
-                return Progress::Done {
-                    end: consumed + end,
-                };
-            }
-            Progress::LocalInfile { end } => {
-                return Progress::LocalInfile {
-                    end: consumed + end,
-                };
+        loop {
+            match scanner.scan(&pending).unwrap() {
+                Progress::NeedMore { forward } => {
+                    consumed += forward;
+                    pending.drain(..forward);
+                    break;
+                }
+                Progress::Done { end } => {
+                    return Progress::Done {
+                        end: consumed + end,
+                    };
+                }
+                Progress::LocalInfile { end } => {
+                    return Progress::LocalInfile {
+                        end: consumed + end,
+                    };
+                }
+                Progress::Tracked { at, end, last } => {
+                    // Handed over whole, header included.
+                    let (len, _) = header(&pending[at..]).unwrap();
+                    assert_eq!(end - at, HEADER_LEN + len);
+                    consumed += end;
+                    pending.drain(..end);
+                    if last {
+                        return Progress::Done { end: consumed };
+                    }
+                }
             }
         }
     }
@@ -272,7 +285,7 @@ fn request_scanner_finds_command_and_file_ends() {
         match r.scan(chunk) {
             Progress::NeedMore { forward } => consumed += forward,
             Progress::Done { end: e } => end = Some(consumed + e),
-            Progress::LocalInfile { .. } => unreachable!(),
+            Progress::LocalInfile { .. } | Progress::Tracked { .. } => unreachable!(),
         }
     }
     assert_eq!(end, Some(big.len()));
@@ -288,4 +301,39 @@ fn request_scanner_finds_command_and_file_ends() {
             forward: file.len() - 4
         }
     );
+}
+
+/// An OK packet whose status says the session state changed, with a state
+/// block (`SET time_zone='+05:00'`).
+fn tracked_ok(header: u8, status: u16) -> Vec<u8> {
+    let mut p = vec![header, 0, 0];
+    p.extend_from_slice(&(status | 0x4000).to_le_bytes());
+    p.extend_from_slice(b"\x00\x00\x00\x16\x00\x11\x09time_zone\x06+05:00\x02\x011");
+    p
+}
+
+#[test]
+fn ok_packets_with_session_state_are_handed_over_whole() {
+    ends_exactly(CommandKind::ResultSets, true, &frame(&[tracked_ok(0, 2)]));
+    ends_exactly(CommandKind::SinglePacket, true, &frame(&[tracked_ok(0, 2)]));
+    let mut rows = result_set(1, &[b"\x011".to_vec()], true, 2);
+    *rows.last_mut().unwrap() = tracked_ok(0xFE, 2);
+    ends_exactly(CommandKind::ResultSets, true, &frame(&rows));
+    // Multi-results: a tracked OK in the middle is not the end.
+    let bytes = frame(&[tracked_ok(0, 2 | MORE), ok(0, 2)]);
+    ends_exactly(CommandKind::ResultSets, true, &bytes);
+    let mut s = ResponseScanner::for_command(CommandKind::ResultSets, true).unwrap();
+    let first_len = HEADER_LEN + tracked_ok(0, 0).len();
+    assert_eq!(
+        s.scan(&bytes).unwrap(),
+        Progress::Tracked {
+            at: 0,
+            end: first_len,
+            last: false
+        }
+    );
+    assert!(matches!(
+        s.scan(&bytes[first_len..]).unwrap(),
+        Progress::Done { .. }
+    ));
 }
