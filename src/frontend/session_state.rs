@@ -132,10 +132,6 @@ impl SessionState {
         if traits.user_variable_assigned || (traits.user_variable && notes.state_changed) {
             self.user_variables = true;
         }
-        if traits.read_lock || traits.first == Keyword::Lock {
-            self.read_lock |= traits.read_lock;
-            self.lock_tables |= traits.first == Keyword::Lock;
-        }
         if traits.first == Keyword::Handler {
             self.unknown = true;
         }
@@ -144,6 +140,8 @@ impl SessionState {
             self.unknown = true;
         }
         if ok {
+            self.read_lock |= traits.read_lock;
+            self.lock_tables |= traits.first == Keyword::Lock;
             if traits.release_all_locks {
                 self.user_locks = 0;
             }

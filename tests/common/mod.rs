@@ -51,6 +51,7 @@ pub struct Setup {
     order: Option<String>,
     tls: Option<(PathBuf, PathBuf)>,
     lease_timeout_ms: u64,
+    mode: &'static str,
     idle_timeout_ms: u64,
     max_lifetime_ms: u64,
 }
@@ -66,6 +67,7 @@ impl Setup {
             order: None,
             tls: None,
             lease_timeout_ms: 5_000,
+            mode: "transaction",
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
         }
@@ -95,6 +97,12 @@ impl Setup {
 
     pub fn idle_timeout_ms(mut self, ms: u64) -> Self {
         self.idle_timeout_ms = ms;
+        self
+    }
+
+    /// `[pool] mode`: "transaction" (the default) or "session".
+    pub fn mode(mut self, mode: &'static str) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -140,8 +148,8 @@ impl Setup {
     pub fn toml(&self) -> String {
         let mut t = String::from("[listen]\nmysql = \"127.0.0.1:0\"\n");
         t += &format!(
-            "[pool]\nmode = \"session\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\nmax_lifetime_ms = {}\n",
-            self.lease_timeout_ms, self.max_lifetime_ms
+            "[pool]\nmode = \"{}\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\nmax_lifetime_ms = {}\n",
+            self.mode, self.lease_timeout_ms, self.max_lifetime_ms
         );
         if let Some(order) = &self.order {
             t += &format!("[identification]\norder = {order}\n");

@@ -14,6 +14,7 @@ async fn a_full_pool_makes_clients_wait_then_time_out_clearly() {
     let silo = setup
         .backend(2, servers()[1].addr(), 1)
         .lease_timeout_ms(2_000)
+        .mode("session")
         .start()
         .await;
     let mut holder = silo.app(&acme).await;
