@@ -772,7 +772,10 @@ password = "app-pass"
     #[test]
     fn pool_modes_parse_and_bad_ones_are_refused() {
         let text = format!("[pool]\nmode = \"session\"\n{VALID}");
-        assert_eq!(Config::from_toml(&text).unwrap().pool.mode, PoolMode::Session);
+        assert_eq!(
+            Config::from_toml(&text).unwrap().pool.mode,
+            PoolMode::Session
+        );
         let text = format!("[pool]\nmode = \"statement\"\n{VALID}");
         let errs = Config::from_toml(&text).unwrap_err();
         assert!(errs.to_string().contains("mode"), "{errs}");

@@ -171,10 +171,11 @@ impl BackendConn {
         let wanted = handshake::backend_capabilities(profile.capabilities, true);
         let required = (wanted & PROFILE_FLAGS)
             | CapabilityFlags::CLIENT_PROTOCOL_41
-            | CapabilityFlags::CLIENT_PLUGIN_AUTH;
+            | CapabilityFlags::CLIENT_PLUGIN_AUTH
+            | CapabilityFlags::CLIENT_SESSION_TRACK;
         if !greeting.capabilities.contains(required) {
             return Err(BackendError::Incompatible(
-                "a capability the client negotiated (e.g. CLIENT_DEPRECATE_EOF)",
+                "a capability silo or the client needs (CLIENT_SESSION_TRACK: MariaDB 10.2+; or e.g. CLIENT_DEPRECATE_EOF)",
             ));
         }
         conn.thread_id = greeting.connection_id;
@@ -368,7 +369,8 @@ impl BackendConn {
         let ok = PrepareOk::parse(&first).ok_or(ProtocolError::malformed("prepare reply"))?;
         let deprecate_eof = self.profile.deprecate_eof();
         let eof = |n: u16| usize::from(n > 0 && !deprecate_eof);
-        let follow = usize::from(ok.params) + eof(ok.params) + usize::from(ok.columns) + eof(ok.columns);
+        let follow =
+            usize::from(ok.params) + eof(ok.params) + usize::from(ok.columns) + eof(ok.columns);
         for _ in 0..follow {
             self.read_control_packet().await?;
         }

@@ -89,7 +89,9 @@ impl Pins {
     }
 
     pub fn iter(self) -> impl Iterator<Item = PinReason> {
-        PinReason::ALL.into_iter().filter(move |r| self.contains(*r))
+        PinReason::ALL
+            .into_iter()
+            .filter(move |r| self.contains(*r))
     }
 }
 
@@ -179,7 +181,10 @@ mod tests {
             .with(PinReason::Lock, true);
         assert!(p.contains(PinReason::Lock) && !p.is_empty());
         let q = p.with(PinReason::Lock, false);
-        assert_eq!(p.added_since(q).iter().collect::<Vec<_>>(), vec![PinReason::Lock]);
+        assert_eq!(
+            p.added_since(q).iter().collect::<Vec<_>>(),
+            vec![PinReason::Lock]
+        );
         let c = PinCounters::default();
         c.count_pins(p);
         assert_eq!(c.snapshot().pins(PinReason::Transaction), 1);

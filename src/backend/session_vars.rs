@@ -47,7 +47,10 @@ impl SessionVars {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.find(name).ok().and_then(|i| self.vars.get(i)).map(|(_, v)| &**v)
+        self.find(name)
+            .ok()
+            .and_then(|i| self.vars.get(i))
+            .map(|(_, v)| &**v)
     }
 
     fn find(&self, name: &str) -> Result<usize, usize> {
@@ -68,10 +71,8 @@ impl SessionVars {
         let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
             return Err(Unreplayable);
         };
-        let plain_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let plain_name =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         // A backslash would need escaping that depends on sql_mode.
         let plain_value = !value.bytes().any(|b| b == b'\\' || b.is_ascii_control());
         if !plain_name || !plain_value || is_tracking_variable(name) {
@@ -197,7 +198,10 @@ mod tests {
     #[test]
     fn nothing_to_do_when_equal() {
         let a = vars(&[("time_zone", "+05:00")]);
-        assert_eq!(replay_statement(&a, &a.clone(), &SessionVars::default()), None);
+        assert_eq!(
+            replay_statement(&a, &a.clone(), &SessionVars::default()),
+            None
+        );
     }
 
     #[test]
@@ -249,10 +253,13 @@ mod tests {
     #[test]
     fn quoting_and_null() {
         let desired = vars(&[("character_set_results", ""), ("lc_time_names", "it'IT")]);
-        let sql = replay_statement(&desired, &SessionVars::default(), &SessionVars::default())
-            .unwrap();
+        let sql =
+            replay_statement(&desired, &SessionVars::default(), &SessionVars::default()).unwrap();
         assert!(sql.contains("@@session.lc_time_names = 'it''IT'"), "{sql}");
-        assert!(sql.contains("@@session.character_set_results = NULL"), "{sql}");
+        assert!(
+            sql.contains("@@session.character_set_results = NULL"),
+            "{sql}"
+        );
     }
 
     #[test]

@@ -337,7 +337,11 @@ impl Session {
             .map_err(|e| self.backend_error(&e))?;
         pool.stats.pins.count_lease();
         self.tenant_pins.count_lease();
-        if let Err(e) = lease.conn().sync(&self.state.vars, &self.state.schema).await {
+        if let Err(e) = lease
+            .conn()
+            .sync(&self.state.vars, &self.state.schema)
+            .await
+        {
             lease.discard();
             return Err(match e {
                 BackendError::Refused {
@@ -416,7 +420,9 @@ impl Session {
             Flow::Continue => {}
             Flow::End => return Ok(Flow::End),
         }
-        self.relay_after_forward(kind, traits).await.map(|(flow, _)| flow)
+        self.relay_after_forward(kind, traits)
+            .await
+            .map(|(flow, _)| flow)
     }
 
     /// The response part of [`Session::relay`], for callers that forwarded
@@ -452,10 +458,10 @@ impl Session {
     /// After a response: keeps the connection while the session holds state
     /// on it, gives it back otherwise, and counts what pins it.
     pub(super) fn settle(&mut self) {
-        let pins = self
-            .state
-            .pins()
-            .with(PinReason::SessionMode, self.tenant.pool_mode == PoolMode::Session);
+        let pins = self.state.pins().with(
+            PinReason::SessionMode,
+            self.tenant.pool_mode == PoolMode::Session,
+        );
         let Some(lease) = self.lease.as_ref() else {
             self.pinned = Pins::default();
             return;
@@ -485,7 +491,12 @@ impl Session {
             return;
         }
         if let Some(lease) = self.lease.as_ref() {
-            lease.pool().stats.pins.pinned.fetch_sub(1, Ordering::Relaxed);
+            lease
+                .pool()
+                .stats
+                .pins
+                .pinned
+                .fetch_sub(1, Ordering::Relaxed);
         }
         self.tenant_pins.pinned.fetch_sub(1, Ordering::Relaxed);
         self.pinned = Pins::default();
@@ -721,9 +732,8 @@ impl Session {
                 info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
                 self.handle.set_tenant(Some(tenant.id.clone()));
                 self.tenant_pins = self.ctx.tenant_pins.of(&tenant.id);
-                self.state = SessionState::new(
-                    database.unwrap_or_else(|| tenant.identity.database.clone()),
-                );
+                self.state =
+                    SessionState::new(database.unwrap_or_else(|| tenant.identity.database.clone()));
                 self.tenant = tenant;
                 self.username = username;
                 self.attributes = attributes;

@@ -305,13 +305,28 @@ mod tests {
         assert!(s.pins().contains(PinReason::UserVariable));
 
         let mut s = SessionState::new("db".into());
-        run(&mut s, "create temporary table t (a int)", &[ok_with(CHANGED, 2)], Some(2));
+        run(
+            &mut s,
+            "create temporary table t (a int)",
+            &[ok_with(CHANGED, 2)],
+            Some(2),
+        );
         assert!(s.pins().contains(PinReason::TemporaryTable));
-        run(&mut s, "drop temporary table t", &[ok_with(CHANGED, 2)], Some(2));
+        run(
+            &mut s,
+            "drop temporary table t",
+            &[ok_with(CHANGED, 2)],
+            Some(2),
+        );
         assert!(s.pins().is_empty());
 
         let mut s = SessionState::new("db".into());
-        run(&mut s, "prepare p from 'select 1'", &[ok_with(CHANGED, 2)], Some(2));
+        run(
+            &mut s,
+            "prepare p from 'select 1'",
+            &[ok_with(CHANGED, 2)],
+            Some(2),
+        );
         assert!(s.pins().contains(PinReason::Unknown));
     }
 
@@ -323,9 +338,19 @@ mod tests {
         run(&mut s, "select release_lock('a')", &[], Some(2));
         assert!(s.pins().is_empty());
 
-        run(&mut s, "lock tables t write", &[ok_with(b"\x05\x09\x08_______L", 2)], Some(2));
+        run(
+            &mut s,
+            "lock tables t write",
+            &[ok_with(b"\x05\x09\x08_______L", 2)],
+            Some(2),
+        );
         assert!(s.pins().contains(PinReason::Lock));
-        run(&mut s, "unlock tables", &[ok_with(b"\x05\x09\x08________", 2)], Some(2));
+        run(
+            &mut s,
+            "unlock tables",
+            &[ok_with(b"\x05\x09\x08________", 2)],
+            Some(2),
+        );
         assert!(s.pins().is_empty());
 
         run(&mut s, "flush tables with read lock", &[], Some(2));
@@ -348,7 +373,12 @@ mod tests {
     #[test]
     fn reset_forgets_everything_but_the_schema() {
         let mut s = SessionState::new("db".into());
-        run(&mut s, "use other", &[ok_with(b"\x01\x06\x05other\x02\x011", 2)], Some(2));
+        run(
+            &mut s,
+            "use other",
+            &[ok_with(b"\x01\x06\x05other\x02\x011", 2)],
+            Some(2),
+        );
         assert_eq!(s.schema, "other");
         run(&mut s, "set @x=1", &[ok_with(CHANGED, 2)], Some(2));
         s.reset();

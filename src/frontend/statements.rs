@@ -56,7 +56,9 @@ impl Session {
         if let Some(lease) = self.lease.as_mut() {
             let conn = lease.conn();
             let (_, buf) = conn.io();
-            let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + first).unwrap_or_default();
+            let payload = buf
+                .get_mut(HEADER_LEN..HEADER_LEN + first)
+                .unwrap_or_default();
             if let Some(ok) = PrepareOk::parse(payload) {
                 let id = self.state.add_statement(ClientStatement {
                     key: key.clone(),

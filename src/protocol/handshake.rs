@@ -19,7 +19,10 @@ use super::packet::{lenenc_int, null_terminated, put_lenenc_bytes, put_lenenc_in
 
 /// Capabilities that change what the conversation after login looks like.
 /// A client may only be relayed to a backend connection negotiated with the
-/// same set (and the same collation): the relay is byte-exact.
+/// same set (and the same collation): the relay is byte-exact. The one
+/// exception, CLIENT_SESSION_TRACK, is always on towards backends (silo
+/// reads the session state) and stripped from OK packets for clients
+/// without it, so it does not split the pool.
 pub const PROFILE_FLAGS: CapabilityFlags = CapabilityFlags::from_bits_truncate(
     CapabilityFlags::CLIENT_FOUND_ROWS.bits()
         | CapabilityFlags::CLIENT_LONG_FLAG.bits()
@@ -32,7 +35,6 @@ pub const PROFILE_FLAGS: CapabilityFlags = CapabilityFlags::from_bits_truncate(
         | CapabilityFlags::CLIENT_MULTI_STATEMENTS.bits()
         | CapabilityFlags::CLIENT_MULTI_RESULTS.bits()
         | CapabilityFlags::CLIENT_PS_MULTI_RESULTS.bits()
-        | CapabilityFlags::CLIENT_SESSION_TRACK.bits()
         | CapabilityFlags::CLIENT_DEPRECATE_EOF.bits(),
 );
 
@@ -43,6 +45,7 @@ pub const PROFILE_FLAGS: CapabilityFlags = CapabilityFlags::from_bits_truncate(
 /// MariaDB connectors not to expect extended capabilities.
 pub fn server_capabilities(tls: bool) -> CapabilityFlags {
     let mut caps = PROFILE_FLAGS
+        | CapabilityFlags::CLIENT_SESSION_TRACK
         | CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_CONNECT_WITH_DB
         | CapabilityFlags::CLIENT_PROTOCOL_41
@@ -294,6 +297,7 @@ pub fn parse_greeting(payload: &[u8]) -> Result<ServerGreeting, ProtocolError> {
 /// profile's flags plus what silo's own login needs.
 pub fn backend_capabilities(profile: CapabilityFlags, with_db: bool) -> CapabilityFlags {
     let mut caps = (profile & PROFILE_FLAGS)
+        | CapabilityFlags::CLIENT_SESSION_TRACK
         | CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_PROTOCOL_41
         | CapabilityFlags::CLIENT_SECURE_CONNECTION

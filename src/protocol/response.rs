@@ -278,8 +278,7 @@ impl ResponseScanner {
             _ => false,
         };
         ok && len < MAX_PAYLOAD
-            && ok_status(peek)
-                .is_ok_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED))
+            && ok_status(peek).is_ok_and(|s| s.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED))
     }
 
     fn on_error(&mut self) -> State {

@@ -31,7 +31,10 @@ const TRANSACTION_STATE: u8 = 5;
 /// One entry of the session-state block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateItem<'a> {
-    SystemVariable { name: &'a [u8], value: &'a [u8] },
+    SystemVariable {
+        name: &'a [u8],
+        value: &'a [u8],
+    },
     Schema(&'a [u8]),
     /// Some session state changed (user variables, temporary tables,
     /// prepared statements, system variables…), without saying which.
@@ -67,8 +70,8 @@ impl<'a> OkPacket<'a> {
         let malformed = || ProtocolError::malformed("OK");
         let mut at = 1;
         for _ in 0..2 {
-            let (_, used) = lenenc_int(payload.get(at..).ok_or_else(malformed)?)
-                .ok_or_else(malformed)?;
+            let (_, used) =
+                lenenc_int(payload.get(at..).ok_or_else(malformed)?).ok_or_else(malformed)?;
             at += used;
         }
         let flags: [u8; 2] = payload
@@ -87,8 +90,8 @@ impl<'a> OkPacket<'a> {
             return Ok(ok);
         }
         ok.info_at = Some(at);
-        let (info_len, used) = lenenc_int(payload.get(at..).unwrap_or_default())
-            .ok_or_else(malformed)?;
+        let (info_len, used) =
+            lenenc_int(payload.get(at..).unwrap_or_default()).ok_or_else(malformed)?;
         at = usize::try_from(info_len)
             .ok()
             .and_then(|n| n.checked_add(at + used))
@@ -98,8 +101,8 @@ impl<'a> OkPacket<'a> {
         }
         if status.contains(StatusFlags::SERVER_SESSION_STATE_CHANGED) && at < payload.len() {
             ok.state_at = at;
-            let (block, _) = lenenc_bytes(payload.get(at..).unwrap_or_default())
-                .ok_or_else(malformed)?;
+            let (block, _) =
+                lenenc_bytes(payload.get(at..).unwrap_or_default()).ok_or_else(malformed)?;
             ok.state = block;
         }
         Ok(ok)
@@ -169,8 +172,8 @@ impl<'a> Iterator for StateItems<'a> {
         self.rest = rest;
         Some(match kind {
             SYSTEM_VARIABLES => {
-                let parsed = lenenc_bytes(data)
-                    .and_then(|(name, rest)| Some((name, lenenc_bytes(rest)?.0)));
+                let parsed =
+                    lenenc_bytes(data).and_then(|(name, rest)| Some((name, lenenc_bytes(rest)?.0)));
                 match parsed {
                     Some((name, value)) => StateItem::SystemVariable { name, value },
                     None => StateItem::Other,
@@ -208,7 +211,8 @@ mod tests {
     use super::*;
 
     /// `SET time_zone='+05:00'` on MariaDB 10.11 with tracking on.
-    const SET_TIME_ZONE: &[u8] = b"\x00\x00\x00\x02\x40\x00\x00\x00\x16\x00\x11\x09time_zone\x06+05:00\x02\x011";
+    const SET_TIME_ZONE: &[u8] =
+        b"\x00\x00\x00\x02\x40\x00\x00\x00\x16\x00\x11\x09time_zone\x06+05:00\x02\x011";
 
     #[test]
     fn reads_state_items() {
@@ -233,7 +237,10 @@ mod tests {
         let mut out = BytesMut::new();
         ok.write_without_state(SET_TIME_ZONE, 1, &mut out);
         // Empty info kept, flag cleared, state gone, header rewritten.
-        assert_eq!(&out[..], b"\x08\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00");
+        assert_eq!(
+            &out[..],
+            b"\x08\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00"
+        );
         let again = OkPacket::parse(&out[4..]).unwrap();
         assert!(!again.carries_state());
         assert_eq!(again.items().count(), 0);

@@ -9,6 +9,7 @@ mod commands;
 mod faults;
 mod isolation;
 mod login;
+mod multiplex;
 mod pool;
 mod relay;
 mod secrets;
