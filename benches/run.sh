@@ -273,7 +273,7 @@ matrix_plan="rounds=$BENCH_ROUNDS threads='${THREADS[*]}' ps='${PS_MODES[*]}' ta
 log "plan: $n_runs runs of ${BENCH_SECONDS}s ($matrix_plan), $n_many runs with $BENCH_MANY_CLIENTS clients (${MANY_TARGETS[*]:-none}; silo pool mode $BENCH_MANY_MODE, backend cap $BENCH_MANY_POOL), about $(((n_runs * (BENCH_SECONDS + 2) + n_many * (BENCH_SECONDS + 8) + 60) / 60)) min plus the idle test"
 log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT"
 if [ "$BENCH_MANY" = 1 ] && [ "$BENCH_MANY_MODE" = session ] && [ "$BENCH_MANY_POOL" -lt "$BENCH_MANY_CLIENTS" ]; then
-    log "warning: pool mode session holds a backend connection per client: with BENCH_MANY_POOL=$BENCH_MANY_POOL < $BENCH_MANY_CLIENTS clients, the others wait for a lease and fail after lease_timeout_ms"
+    log "warning: pool mode session holds a backend connection per client until it disconnects: with BENCH_MANY_POOL=$BENCH_MANY_POOL < $BENCH_MANY_CLIENTS clients, the first ones hold the pool and the others wait (the spread column shows it) or fail after lease_timeout_ms"
 fi
 
 # --- MariaDB -------------------------------------------------------------------
@@ -509,7 +509,7 @@ sb_measure() {
     if [ "$t0p" != - ] && [ "$t1p" != - ]; then SB_PROXY_TICKS=$((t1p - t0p)); fi
     if [ "$t0m" != - ] && [ "$t1m" != - ]; then SB_MDB_TICKS=$((t1m - t0m)); fi
     if SB_PARSED=$("$PY" "$SBREPORT" parse "$out"); then :; else
-        SB_PARSED=$'-\t-\t-\t-\t-\t-\t-'
+        SB_PARSED=$'-\t-\t-\t-\t-\t-\t-\t-\t-'
         [ "$SB_RC" -ne 0 ] || SB_RC=99
     fi
 }
@@ -521,8 +521,8 @@ run_one() {
     sb_measure "$out" "$threads" "$ps" "$target" "$secs"
     [ "$record" = record ] || return "$SB_RC"
     local rc=$SB_RC dp=$SB_PROXY_TICKS dm=$SB_MDB_TICKS
-    local queries qps p50 p99 sbp99 errors _reconnects
-    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _reconnects <<<"$SB_PARSED"
+    local queries qps p50 p99 sbp99 errors _rest
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _rest <<<"$SB_PARSED"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$round" "$threads" "$ps" "$target" "$rc" "$queries" "$qps" "$p50" "$p99" \
         "$sbp99" "$errors" "$dp" "$dm" >>"$RUNS_TSV"
@@ -630,12 +630,12 @@ conn_stats() {
 
 # many_record ROUND PS TARGET RC [PARSED PROXY_TICKS MDB_TICKS BEFORE MAX MEDIAN SAMPLES]
 many_record() {
-    local parsed=${5:-$'-\t-\t-\t-\t-\t-\t-'}
-    local queries qps p50 p99 sbp99 errors _reconnects
-    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _reconnects <<<"$parsed"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+    local parsed=${5:-$'-\t-\t-\t-\t-\t-\t-\t-\t-'}
+    local queries qps p50 p99 sbp99 errors _reconnects max_ms spread
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _reconnects max_ms spread <<<"$parsed"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$1" "$BENCH_MANY_CLIENTS" "$2" "$3" "$4" "$queries" "$qps" "$p50" "$p99" "$sbp99" \
-        "$errors" "${6:--}" "${7:--}" "${8:--}" "${9:--}" "${10:--}" "${11:-0}" >>"$MANY_TSV"
+        "$errors" "${6:--}" "${7:--}" "${8:--}" "${9:--}" "${10:--}" "${11:-0}" "$max_ms" "$spread" >>"$MANY_TSV"
 }
 
 # run_many ROUND PS TARGET : one BENCH_MANY_CLIENTS run against direct or
@@ -674,16 +674,20 @@ run_many() {
     read -r cmax cmed nsamp < <(conn_stats "$out.conns")
     many_record "$round" "$ps" "$target" "$SB_RC" "$SB_PARSED" "$SB_PROXY_TICKS" "$SB_MDB_TICKS" \
         "$before" "$cmax" "$cmed" "$nsamp"
-    local queries qps p50 p99 sbp99 _rest
-    IFS=$'\t' read -r queries qps p50 p99 sbp99 _rest <<<"$SB_PARSED"
+    local queries qps p50 p99 sbp99 _errors _reconnects max_ms spread
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 _errors _reconnects max_ms spread <<<"$SB_PARSED"
+    # Starved clients hardly move QPS or p99 (which are per query): say so.
+    if [ "$SB_RC" -eq 0 ] && awk -v s="$spread" 'BEGIN { exit !(s != "-" && s + 0 > 1) }'; then
+        NOTES+=("many clients, round $round ps=$ps $target: per-client spread $spread (stddev/mean of the queries each client ran): clients were served very unevenly, which QPS and p99 (per query) do not show")
+    fi
     if [ "$SB_RC" -ne 0 ]; then
         log "many clients round $round ps=$ps $target: FAILED (exit $SB_RC); last lines of $out:"
         tail -n 5 "$out" >&2
         [ "$target" != silo ] || tail -n 5 "$TMP/silo-many.log" >&2
         return 0
     fi
-    log "$(printf 'many clients round %s ps=%-7s %-6s %5s clients %9.0f qps  p50 %7.3f ms  p99 %7.3f ms  silo %5s us/q  mariadbd %5s us/q  %s conns on mariadbd: max %s median %s (%s samples)' \
-        "$round" "$ps" "$target" "$BENCH_MANY_CLIENTS" "$qps" "$p50" "$p99" \
+    log "$(printf 'many clients round %s ps=%-7s %-6s %5s clients %9.0f qps  p50 %7.3f ms  p99 %7.3f ms  max %s ms  spread %s  silo %5s us/q  mariadbd %5s us/q  %s conns on mariadbd: max %s median %s (%s samples)' \
+        "$round" "$ps" "$target" "$BENCH_MANY_CLIENTS" "$qps" "$p50" "$p99" "$max_ms" "$spread" \
         "$(per_query_us "$SB_PROXY_TICKS" "$queries")" "$(per_query_us "$SB_MDB_TICKS" "$queries")" \
         "$DB_USER" "$cmax" "$cmed" "$nsamp")"
 }
@@ -775,6 +779,7 @@ REPORT=$TMP/report.txt
         echo ""
         echo "Many clients: $BENCH_MANY_CLIENTS client connections (${MANY_TARGETS[*]}), same workload, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), interleaved per ps-mode, order rotated each round"
         echo "  silo: pool mode $BENCH_MANY_MODE, backend max_connections $BENCH_MANY_POOL, lease_timeout_ms 10000; a fresh silo for each of its runs"
+        echo "  max: sysbench's highest query latency; spread: stddev / mean of the queries each client ran (sysbench's thread fairness; near 0 = every client served, large = a few clients did the work)"
         echo "  conns on mariadbd: PROCESSLIST rows of $DB_USER (silo's backend connections, or sysbench's direct ones), counted every 0.5 s over the root socket while sysbench ran; max and median of the samples"
         "$PY" "$SBREPORT" many "$MANY_TSV" "$CLK_TCK"
     fi
@@ -785,7 +790,7 @@ REPORT=$TMP/report.txt
     fi
     if [ "$BENCH_MANY" = 1 ]; then
         echo ""
-        echo "Per-run figures, many clients (round clients ps target exit queries qps p50 p99 sysbench-p99 errors silo-ticks mariadbd-ticks conns-before conns-max conns-median samples; exit 98 = not run, see the notes):"
+        echo "Per-run figures, many clients (round clients ps target exit queries qps p50 p99 sysbench-p99 errors silo-ticks mariadbd-ticks conns-before conns-max conns-median samples max-ms spread; exit 98 = not run, see the notes):"
         sed 's/^/  /' "$MANY_TSV"
     fi
     if [ -s "$IDLE_REPORT" ]; then

@@ -5,11 +5,15 @@ Standard library only.
 
   sbreport.py parse SYSBENCH_OUTPUT
       One tab-separated line: queries qps p50_ms p99_ms sysbench_p99_ms
-      errors reconnects. p50 and p99 come from the latency histogram that
+      errors reconnects max_ms spread. p50 and p99 come from the latency histogram that
       `sysbench --histogram=on` prints (the same histogram sysbench uses for
       its own percentile, so the figures are consistent); sysbench_p99 is
       the figure sysbench printed itself with --percentile=99, kept as a
-      cross-check of the histogram reading. Exits 1 if the output holds no
+      cross-check of the histogram reading. max_ms is sysbench's highest
+      query latency; spread is the standard deviation of the events each
+      client thread ran over their mean ("Threads fairness"): near 0 when
+      every client gets its share of the server, large when a few clients
+      do the work and the others wait. Exits 1 if the output holds no
       result.
 
   sbreport.py table RUNS_TSV CLK_TCK
@@ -33,7 +37,8 @@ RUN_COLUMNS = [
     "sb_p99", "errors", "proxy_ticks", "mdb_ticks",
 ]
 TARGETS = ["direct", "haproxy", "silo"]
-MANY_COLUMNS = RUN_COLUMNS + ["conns_before", "conns_max", "conns_median", "samples"]
+MANY_COLUMNS = RUN_COLUMNS + ["conns_before", "conns_max", "conns_median", "samples",
+                              "max_ms", "spread"]
 MANY_TARGETS = ["direct", "silo"]
 
 
@@ -74,6 +79,11 @@ def parse_sysbench(text):
     m_p = re.search(r"^\s*\d+th percentile:\s+([0-9.]+)", text, re.M)
     m_e = re.search(r"^\s*ignored errors:\s+(\d+)", text, re.M)
     m_r = re.search(r"^\s*reconnects:\s+(\d+)", text, re.M)
+    m_max = re.search(r"^\s*max:\s+([0-9.]+)", text, re.M)
+    m_f = re.search(r"^\s*events \(avg/stddev\):\s+([0-9.]+)/([0-9.]+)", text, re.M)
+    spread = None
+    if m_f and float(m_f.group(1)) > 0:
+        spread = round(float(m_f.group(2)) / float(m_f.group(1)), 3)
     return {
         "queries": int(m_q.group(1)),
         "qps": float(m_q.group(2)),
@@ -82,6 +92,8 @@ def parse_sysbench(text):
         "sb_p99": float(m_p.group(1)) if m_p else None,
         "errors": int(m_e.group(1)) if m_e else 0,
         "reconnects": int(m_r.group(1)) if m_r else 0,
+        "max_ms": float(m_max.group(1)) if m_max else None,
+        "spread": spread,
     }
 
 
@@ -100,7 +112,8 @@ def cmd_parse(path):
         return 1
     print("\t".join(
         "-" if r[k] is None else str(r[k])
-        for k in ("queries", "qps", "p50", "p99", "sb_p99", "errors", "reconnects")))
+        for k in ("queries", "qps", "p50", "p99", "sb_p99", "errors", "reconnects",
+                  "max_ms", "spread")))
     return 0
 
 
@@ -155,6 +168,8 @@ def aggregate(rs, target, clk_tck):
         maxes = [num(r["conns_max"]) for r in ok if num(r["conns_max"]) is not None]
         out["conns_max"] = max(maxes) if maxes else None
         out["conns_median"] = median([num(r["conns_median"]) for r in ok])
+        out["max_ms"] = median([num(r["max_ms"]) for r in ok])
+        out["spread"] = median([num(r["spread"]) for r in ok])
     return out
 
 
@@ -258,7 +273,7 @@ def cmd_many(path, clk_tck):
         lines.append(f"clients={clients}  ps-mode={ps}  "
                      f"({rounds} run(s) per target; median shown)")
         lines.append(f"  {'target':<8} {'QPS':>10} {'QPS min-max':>17} {'p50 ms':>8} {'p99 ms':>8} "
-                     f"{'silo CPU us/q':>14} {'mariadbd CPU us/q':>18} "
+                     f"{'max ms':>9} {'spread':>7} {'silo CPU us/q':>14} {'mariadbd CPU us/q':>18} "
                      f"{'conns on mariadbd max/median':>29}")
         for t in MANY_TARGETS:
             r = res[t]
@@ -272,17 +287,18 @@ def cmd_many(path, clk_tck):
             conns = f"{fmt(r['conns_max'], '.0f')}/{fmt(r['conns_median'], '.0f')}"
             lines.append(
                 f"  {t:<8} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
-                f"{fmt(r['p99'], '8.3f')} {fmt(r['proxy_us'], '14.1f')} "
-                f"{fmt(r['mdb_us'], '18.1f')} {conns:>29}{note}")
+                f"{fmt(r['p99'], '8.3f')} {fmt(r['max_ms'], '9.1f')} {fmt(r['spread'], '7.2f')} "
+                f"{fmt(r['proxy_us'], '14.1f')} {fmt(r['mdb_us'], '18.1f')} {conns:>29}{note}")
         sd = qps_ratio(res["silo"], res["direct"])
         lines.append(f"  silo/direct = {fmt(sd, '.3f')}")
         summary.append((clients, ps, res, sd))
 
     lines.append("")
-    lines.append("Summary, many clients (QPS; ratio of QPS; CPU = own user+system CPU per query; "
-                 "conns = highest count of connections open on mariadbd)")
+    lines.append("Summary, many clients (QPS; ratio of QPS; spread = stddev/mean of queries per "
+                 "client; CPU = own user+system CPU per query; conns = highest count of "
+                 "connections open on mariadbd)")
     lines.append(f"{'clients':>7} {'ps':<7} {'direct':>9} {'silo':>9} {'silo/dir':>8} "
-                 f"{'p50 d/s ms':>15} {'p99 d/s ms':>17} {'silo us/q':>9} "
+                 f"{'p50 d/s ms':>15} {'p99 d/s ms':>17} {'spread d/s':>11} {'silo us/q':>9} "
                  f"{'mariadbd us/q d/s':>17} {'conns d/s':>10}")
     for clients, ps, res, sd in summary:
         def g(t, k):
@@ -292,9 +308,10 @@ def cmd_many(path, clk_tck):
         p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in MANY_TARGETS)
         mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in MANY_TARGETS)
         conns = "/".join(fmt(g(t, "conns_max"), ".0f") for t in MANY_TARGETS)
+        spread = "/".join(fmt(g(t, "spread"), ".2f") for t in MANY_TARGETS)
         lines.append(
             f"{clients:>7} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
-            f"{fmt(sd, '8.3f')} {p50:>15} {p99:>17} {fmt(g('silo', 'proxy_us'), '9.1f')} "
+            f"{fmt(sd, '8.3f')} {p50:>15} {p99:>17} {spread:>11} {fmt(g('silo', 'proxy_us'), '9.1f')} "
             f"{mdb:>17} {conns:>10}")
     print("\n".join(lines))
     return 0
