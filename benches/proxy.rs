@@ -1,7 +1,7 @@
 //! `cargo bench --bench proxy`: the load benchmark of benches/run.sh (direct
-//! MariaDB vs HAProxy vs silo, sysbench point selects, idle-connection
-//! memory), driven by cargo so that it uses the silo binary cargo has just
-//! built in the bench (release) profile.
+//! MariaDB vs HAProxy vs silo, sysbench point selects, 1,000 clients through
+//! a small backend pool, idle-connection memory), driven by cargo so that it
+//! uses the silo binary cargo has just built in the bench (release) profile.
 //!
 //! Declared in Cargo.toml as
 //!
@@ -11,10 +11,11 @@
 //! harness = false
 //! ```
 //!
-//! All of run.sh's environment variables (BENCH_SECONDS, BENCH_ROUNDS, ...)
-//! apply; SILO_BIN, when set, wins over cargo's binary. `cargo test
-//! --benches` (no `--bench` argument) only prints that it skipped: the
-//! benchmark takes minutes and starts servers.
+//! All of run.sh's environment variables (BENCH_SECONDS, BENCH_ROUNDS,
+//! BENCH_MANY, ...) apply, as run.sh inherits the environment; SILO_BIN,
+//! when set, wins over cargo's binary. `cargo test --benches` (no `--bench`
+//! argument) only prints that it skipped: the benchmark takes minutes and
+//! starts servers.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};

@@ -9,11 +9,15 @@
 # table in the tenant database tenant_acme; then, for each (threads,
 # ps-mode), runs the same workload against direct, haproxy and silo back to
 # back (interleaved; the order rotates each round), and prints QPS, p50/p99
-# latency and each proxy's own CPU time per query. Then it measures silo's
-# resident memory with BENCH_IDLE_CONNS idle logged-in client connections
-# (and, for reference, HAProxy's and mariadbd's with the same number through
-# HAProxy). Everything it starts is stopped on exit. Results are printed and
-# written to target/bench-results.txt.
+# latency and each proxy's own CPU time per query. Then it runs the same
+# workload from BENCH_MANY_CLIENTS client connections, directly and through
+# a silo whose backend pool is capped at BENCH_MANY_POOL connections
+# (transaction pool mode), and counts the connections MariaDB actually holds
+# meanwhile. Then it measures silo's resident memory with BENCH_IDLE_CONNS
+# idle logged-in client connections (and, for reference, HAProxy's and
+# mariadbd's with the same number through HAProxy). Everything it starts is
+# stopped on exit. Results are printed and written to
+# target/bench-results.txt.
 #
 # Environment (defaults in brackets):
 #   BENCH_SECONDS          seconds per measured run                     [8]
@@ -27,17 +31,27 @@
 #   BENCH_IDLE_CONNS       idle connections for the memory test, 0=skip [5000]
 #   BENCH_IDLE_HAPROXY     also measure the same through HAProxy (1/0)  [1]
 #   BENCH_HAPROXY_THREADS  HAProxy nbthread                             [2]
+#   BENCH_MATRIX           run the threads x ps-mode x target matrix    [1]
+#   BENCH_MANY             run the many-clients part (1/0)              [1]
+#   BENCH_MANY_CLIENTS     client connections in that part              [1000]
+#   BENCH_MANY_POOL        silo's backend max_connections in that part  [64]
+#   BENCH_MANY_MODE        silo's [pool] mode in that part              [transaction]
+#                          (session serves it only if BENCH_MANY_POOL >= clients)
 #   SILO_BIN               silo binary                  [target/release/silo]
 #   BENCH_OUT              results file           [target/bench-results.txt]
 #   BENCH_KEEP_TMP         1 = keep the temp dir (logs) after the run   [0]
 #   RUST_LOG               silo's log filter during the run             [warn]
 #
-# With the defaults a run takes about 10 minutes (3 rounds x 18 runs x 8 s,
-# plus setup and the idle-connection test). Several short interleaved rounds
-# rather than one long run each: on a small VM the single-connection figures
-# swing between runs (where the scheduler puts the client, proxy and server
-# threads, idle-CPU wake-up latency), so the tables show the median and the
-# min-max range of QPS over the rounds.
+# With the defaults a run takes about 13 minutes (3 rounds x 18 runs x 8 s,
+# plus setup, the idle-connection test and 3 rounds x 4 many-clients runs).
+# Several short interleaved rounds rather than one long run each: on a small
+# VM the single-connection figures swing between runs (where the scheduler
+# puts the client, proxy and server threads, idle-CPU wake-up latency), so
+# the tables show the median and the min-max range of QPS over the rounds.
+#
+# Only the many-clients part:
+#
+#   BENCH_MATRIX=0 BENCH_IDLE_CONNS=0 bash benches/run.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +69,11 @@ BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
 BENCH_IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 BENCH_IDLE_HAPROXY=${BENCH_IDLE_HAPROXY:-1}
 BENCH_HAPROXY_THREADS=${BENCH_HAPROXY_THREADS:-2}
+BENCH_MATRIX=${BENCH_MATRIX:-1}
+BENCH_MANY=${BENCH_MANY:-1}
+BENCH_MANY_CLIENTS=${BENCH_MANY_CLIENTS:-1000}
+BENCH_MANY_POOL=${BENCH_MANY_POOL:-64}
+BENCH_MANY_MODE=${BENCH_MANY_MODE:-transaction}
 SILO_BIN=${SILO_BIN:-$ROOT/target/release/silo}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench-results.txt}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
@@ -82,6 +101,11 @@ check_range BENCH_TABLE_SIZE "$BENCH_TABLE_SIZE" 100 10000000
 check_range BENCH_WARMUP_SECONDS "$BENCH_WARMUP_SECONDS" 0 120
 check_range BENCH_IDLE_CONNS "$BENCH_IDLE_CONNS" 0 50000
 check_range BENCH_HAPROXY_THREADS "$BENCH_HAPROXY_THREADS" 1 64
+check_range BENCH_MATRIX "$BENCH_MATRIX" 0 1
+check_range BENCH_MANY "$BENCH_MANY" 0 1
+check_range BENCH_MANY_CLIENTS "$BENCH_MANY_CLIENTS" 1 10000
+check_range BENCH_MANY_POOL "$BENCH_MANY_POOL" 1 10000
+case $BENCH_MANY_MODE in session | transaction) ;; *) die "BENCH_MANY_MODE: '$BENCH_MANY_MODE' is not session or transaction" ;; esac
 read -r -a THREADS <<<"$BENCH_THREADS"
 read -r -a PS_MODES <<<"$BENCH_PS_MODES"
 read -r -a TARGETS <<<"$BENCH_TARGETS"
@@ -102,6 +126,26 @@ has_target() {
 }
 max_threads=0
 for t in "${THREADS[@]}"; do [ "$t" -gt "$max_threads" ] && max_threads=$t; done
+# The many-clients part compares direct and silo, whichever of the two are
+# among BENCH_TARGETS.
+MANY_TARGETS=()
+if [ "$BENCH_MANY" = 1 ]; then
+    for t in direct silo; do has_target "$t" && MANY_TARGETS+=("$t"); done
+    [ "${#MANY_TARGETS[@]}" -gt 0 ] || BENCH_MANY=0
+fi
+[ "$BENCH_MATRIX" = 1 ] || [ "$BENCH_MANY" = 1 ] || [ "$BENCH_IDLE_CONNS" -gt 0 ] ||
+    die "nothing to run: BENCH_MATRIX=0, BENCH_IDLE_CONNS=0 and no many-clients part"
+# Who needs what: the matrix, the idle test and the many-clients part can
+# each be switched off.
+NEED_HAPROXY=0
+if { [ "$BENCH_MATRIX" = 1 ] && has_target haproxy; } ||
+    { [ "$BENCH_IDLE_CONNS" -gt 0 ] && [ "$BENCH_IDLE_HAPROXY" = 1 ]; }; then
+    NEED_HAPROXY=1
+fi
+NEED_SILO=0 # the main (session-mode) silo of the matrix and the idle test
+if has_target silo && { [ "$BENCH_MATRIX" = 1 ] || [ "$BENCH_IDLE_CONNS" -gt 0 ]; }; then
+    NEED_SILO=1
+fi
 
 # --- tools -------------------------------------------------------------------
 # need_tool COMMAND DEBIAN_PACKAGE : install it with apt-get when root,
@@ -121,24 +165,32 @@ need_tool sysbench sysbench
 need_tool python3 python3
 need_tool timeout coreutils
 need_tool getconf libc-bin
-if has_target haproxy || [ "$BENCH_IDLE_HAPROXY" = 1 ]; then need_tool haproxy haproxy; fi
+if [ "$NEED_HAPROXY" = 1 ]; then need_tool haproxy haproxy; fi
 if has_target silo && [ ! -x "$SILO_BIN" ]; then
     die "silo binary not found at $SILO_BIN: build it first with
     cargo build --release
 (or point SILO_BIN at a build, or leave silo out: BENCH_TARGETS='direct haproxy')"
 fi
 CLK_TCK=$(getconf CLK_TCK)
+MDB_CLIENT=$(mdb_client)
 PY=python3
 SBREPORT=$ROOT/benches/sbreport.py
 IDLE=$ROOT/benches/idle_conns.py
 
 # Open files: sysbench/HAProxy/silo/mariadbd inherit this; the idle test
-# needs one descriptor per connection in silo and in the client.
+# needs one descriptor per connection in silo and in the client, the
+# many-clients part one per client in sysbench, silo and mariadbd, plus
+# silo's backend connections.
 hard=$(ulimit -Hn)
 if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then ulimit -n 65536; else ulimit -n "$hard"; fi
 need_fds=$((BENCH_IDLE_CONNS * 2 + 1024))
 if [ "$(ulimit -n)" -lt "$need_fds" ]; then
     die "open-file limit $(ulimit -n) is below the $need_fds needed for BENCH_IDLE_CONNS=$BENCH_IDLE_CONNS (hard limit $hard): lower BENCH_IDLE_CONNS or raise the limit"
+fi
+if [ "$BENCH_MANY" = 1 ]; then
+    need_fds=$((BENCH_MANY_CLIENTS * 2 + 1024))
+    [ "$(ulimit -n)" -ge "$need_fds" ] ||
+        die "open-file limit $(ulimit -n) is below the $need_fds needed for BENCH_MANY_CLIENTS=$BENCH_MANY_CLIENTS (hard limit $hard): lower BENCH_MANY_CLIENTS or raise the limit"
 fi
 
 # --- cleanup -----------------------------------------------------------------
@@ -146,12 +198,16 @@ TMP=
 MDB_PID=
 HAP_PID=
 SILO_PID=
+SILO_MANY_PID=
+SAMPLER_PID=
 # shellcheck disable=SC2317 # invoked through trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     trap '' PIPE
     set +e
+    stop_pid "$SAMPLER_PID" "connection sampler"
+    stop_pid "$SILO_MANY_PID" silo
     stop_pid "$SILO_PID" silo
     stop_pid "$HAP_PID" haproxy
     stop_pid "$MDB_PID" mariadbd
@@ -172,6 +228,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/silo-bench.XXXXXX")
 mkdir -p "$TMP/runs"
 RUNS_TSV=$TMP/runs.tsv
 : >"$RUNS_TSV"
+MANY_TSV=$TMP/many.tsv
+: >"$MANY_TSV"
 NOTES=()
 
 # Run a private copy of silo: a rebuild during the run (the idle test
@@ -187,6 +245,7 @@ fi
 DB_PORT=$(pick_port 23306)
 HAP_PORT=$(pick_port $((DB_PORT + 1)))
 SILO_PORT=$(pick_port $((HAP_PORT + 1)))
+SILO_MANY_PORT=$(pick_port $((SILO_PORT + 1)))
 
 # How busy is the machine before we start? (CPU busy % over 2 s; anything
 # else running skews every figure.)
@@ -206,14 +265,24 @@ if [ "$BUSY_START" -ge 15 ]; then
     log "warning: the machine is already ${BUSY_START}% busy before the benchmark starts; the figures will be skewed"
     NOTES+=("the machine was ${BUSY_START}% busy (CPU) before the benchmark started: other processes skew the figures")
 fi
-n_runs=$((BENCH_ROUNDS * ${#THREADS[@]} * ${#PS_MODES[@]} * ${#TARGETS[@]}))
-log "plan: $n_runs runs of ${BENCH_SECONDS}s (rounds=$BENCH_ROUNDS threads='${THREADS[*]}' ps='${PS_MODES[*]}' targets='${TARGETS[*]}'), about $(((n_runs * (BENCH_SECONDS + 2) + 60) / 60)) min plus the idle test"
-log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT"
+n_runs=0
+[ "$BENCH_MATRIX" = 1 ] && n_runs=$((BENCH_ROUNDS * ${#THREADS[@]} * ${#PS_MODES[@]} * ${#TARGETS[@]}))
+n_many=$((BENCH_ROUNDS * ${#PS_MODES[@]} * ${#MANY_TARGETS[@]}))
+matrix_plan="rounds=$BENCH_ROUNDS threads='${THREADS[*]}' ps='${PS_MODES[*]}' targets='${TARGETS[*]}'"
+[ "$BENCH_MATRIX" = 1 ] || matrix_plan="matrix skipped: BENCH_MATRIX=0"
+log "plan: $n_runs runs of ${BENCH_SECONDS}s ($matrix_plan), $n_many runs with $BENCH_MANY_CLIENTS clients (${MANY_TARGETS[*]:-none}; silo pool mode $BENCH_MANY_MODE, backend cap $BENCH_MANY_POOL), about $(((n_runs * (BENCH_SECONDS + 2) + n_many * (BENCH_SECONDS + 8) + 60) / 60)) min plus the idle test"
+log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT"
+if [ "$BENCH_MANY" = 1 ] && [ "$BENCH_MANY_MODE" = session ] && [ "$BENCH_MANY_POOL" -lt "$BENCH_MANY_CLIENTS" ]; then
+    log "warning: pool mode session holds a backend connection per client until it disconnects: with BENCH_MANY_POOL=$BENCH_MANY_POOL < $BENCH_MANY_CLIENTS clients, the first ones hold the pool and the others wait (the spread column shows it) or fail after lease_timeout_ms"
+fi
 
 # --- MariaDB -------------------------------------------------------------------
 # Sized so it is not the bottleneck: the whole table in the buffer pool,
-# room for every client and the idle test, no binlog, lazy flushing.
+# room for every client, the idle test and the many-clients part (its direct
+# clients, or silo's pool), no binlog, lazy flushing.
 mdb_max_conn=$((BENCH_IDLE_CONNS + max_threads * 2 + 200))
+many_conn=$((BENCH_MANY_CLIENTS + BENCH_MANY_POOL + 200))
+[ "$BENCH_MANY" = 0 ] || [ "$mdb_max_conn" -ge "$many_conn" ] || mdb_max_conn=$many_conn
 [ "$mdb_max_conn" -ge 1000 ] || mdb_max_conn=1000
 mdb_init "$TMP/db"
 mdb_start "$TMP/db" "$DB_PORT" \
@@ -271,20 +340,19 @@ EOF
 }
 
 # --- silo ----------------------------------------------------------------------
+# write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS
 write_silo_config() {
-    local max_clients=$((BENCH_IDLE_CONNS + max_threads * 2 + 100))
-    local backend_max=$((max_threads * 2))
-    [ "$backend_max" -ge 128 ] || backend_max=128
-    cat >"$TMP/silo.toml" <<EOF
+    local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5
+    cat >"$file" <<EOF
 # generated by benches/run.sh
 [listen]
-mysql = "127.0.0.1:$SILO_PORT"
+mysql = "127.0.0.1:$port"
 
 [runtime]
 threads = $BENCH_SILO_THREADS
 
 [pool]
-mode = "session"
+mode = "$mode"
 lease_timeout_ms = 10000
 reset_timeout_ms = 2000
 max_lifetime_ms = 3600000
@@ -327,41 +395,60 @@ password = "$APP_PASSWORD"
 EOF
 }
 
-# start_silo : start silo, check a real login; on failure record why and
-# return 1 (silo is then left out, the rest of the bench goes on).
-start_silo() {
-    if ! "$SILO_BIN" check-config --config "$TMP/silo.toml" >"$TMP/silo-check.log" 2>&1; then
-        cat "$TMP/silo-check.log" >&2
-        NOTES+=("silo check-config refused the generated config: $(tr '\n' ' ' <"$TMP/silo-check.log" | cut -c1-300)")
+# check_silo_config LABEL FILE : silo check-config; on refusal record why
+# in the notes and return 1.
+check_silo_config() {
+    local label=$1 file=$2
+    if ! "$SILO_BIN" check-config --config "$file" >"$file.check.log" 2>&1; then
+        cat "$file.check.log" >&2
+        NOTES+=("$label: silo check-config refused the generated config ($file): $(tr '\n' ' ' <"$file.check.log" | cut -c1-300)")
         return 1
     fi
-    RUST_LOG=${RUST_LOG:-warn} "$SILO_BIN" serve --config "$TMP/silo.toml" </dev/null >>"$TMP/silo.log" 2>&1 &
-    SILO_PID=$!
-    if ! wait_port "$SILO_PORT" 30 "$SILO_PID"; then
-        tail -n 20 "$TMP/silo.log" >&2
-        NOTES+=("silo did not listen on 127.0.0.1:$SILO_PORT (see its log above)")
-        stop_pid "$SILO_PID" silo
-        SILO_PID=
+}
+
+# launch_silo LABEL CONFIG PORT LOG PID_VAR : start silo (its PID goes to
+# the global named PID_VAR at once, so the EXIT trap can stop it), check a
+# real login; on failure record why in the notes, stop it and return 1.
+launch_silo() {
+    local label=$1 config=$2 port=$3 logf=$4 pidvar=$5 pid
+    check_silo_config "$label" "$config" || return 1
+    RUST_LOG=${RUST_LOG:-warn} "$SILO_BIN" serve --config "$config" </dev/null >>"$logf" 2>&1 &
+    pid=$!
+    printf -v "$pidvar" '%s' "$pid"
+    if ! wait_port "$port" 30 "$pid"; then
+        tail -n 20 "$logf" >&2
+        NOTES+=("$label: silo did not listen on 127.0.0.1:$port (log tail: $(tail -n 3 "$logf" | tr '\n' ' ' | cut -c1-300))")
+        stop_pid "$pid" silo
+        printf -v "$pidvar" '%s' ""
         return 1
     fi
     local out
-    if ! out=$(timeout -k 2 20 "$(mdb_client)" --no-defaults -h127.0.0.1 -P"$SILO_PORT" \
+    if ! out=$(timeout -k 2 20 "$MDB_CLIENT" --no-defaults -h127.0.0.1 -P"$port" \
         -u"$APP_USER.$SLUG" -p"$APP_PASSWORD" -N -B \
         -e 'SELECT COUNT(*) FROM sbtest1' "$DB" 2>&1); then
         printf '%s\n' "$out" >&2
-        tail -n 20 "$TMP/silo.log" >&2
-        NOTES+=("silo refused or failed the login check (mariadb -u$APP_USER.$SLUG ... 'SELECT COUNT(*) FROM sbtest1'): $(printf '%s' "$out" | tr '\n' ' ' | cut -c1-300)")
-        stop_pid "$SILO_PID" silo
-        SILO_PID=
+        tail -n 20 "$logf" >&2
+        NOTES+=("$label: silo refused or failed the login check (mariadb -u$APP_USER.$SLUG ... 'SELECT COUNT(*) FROM sbtest1'): $(printf '%s' "$out" | tr '\n' ' ' | cut -c1-300)")
+        stop_pid "$pid" silo
+        printf -v "$pidvar" '%s' ""
         return 1
     fi
-    log "silo answers: $APP_USER.$SLUG sees $out rows in sbtest1"
+    log "$label: silo answers: $APP_USER.$SLUG sees $out rows in sbtest1"
 }
 
-if has_target haproxy || [ "$BENCH_IDLE_HAPROXY" = 1 ]; then start_haproxy; fi
+# start_silo : the main silo (matrix and idle test); on failure it is left
+# out and the rest of the bench goes on.
+start_silo() {
+    launch_silo silo "$TMP/silo.toml" "$SILO_PORT" "$TMP/silo.log" SILO_PID
+}
+
+if [ "$NEED_HAPROXY" = 1 ]; then start_haproxy; fi
 SILO_OK=0
-if has_target silo; then
-    write_silo_config
+if [ "$NEED_SILO" = 1 ]; then
+    silo_backend_max=$((max_threads * 2))
+    [ "$silo_backend_max" -ge 128 ] || silo_backend_max=128
+    write_silo_config "$TMP/silo.toml" "$SILO_PORT" session "$silo_backend_max" \
+        $((BENCH_IDLE_CONNS + max_threads * 2 + 100))
     if start_silo; then SILO_OK=1; else log "silo is left out of this run"; fi
 fi
 
@@ -377,7 +464,7 @@ proc_ticks() {
 }
 
 target_pid() {
-    case $1 in haproxy) echo "$HAP_PID" ;; silo) echo "$SILO_PID" ;; *) echo "" ;; esac
+    case $1 in haproxy) echo "$HAP_PID" ;; silo) echo "$SILO_PID" ;; silo-many) echo "$SILO_MANY_PID" ;; *) echo "" ;; esac
 }
 
 # sb_args TARGET : connection arguments for sysbench.
@@ -386,33 +473,56 @@ sb_conn() {
     direct) echo "--mysql-port=$DB_PORT --mysql-user=$DB_USER --mysql-password=$DB_PASSWORD" ;;
     haproxy) echo "--mysql-port=$HAP_PORT --mysql-user=$DB_USER --mysql-password=$DB_PASSWORD" ;;
     silo) echo "--mysql-port=$SILO_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
+    silo-many) echo "--mysql-port=$SILO_MANY_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     esac
+}
+
+# per_query_us TICKS QUERIES : CPU microseconds per query, or "-".
+per_query_us() {
+    if [ "$1" != - ] && [ "$2" != - ] && [ "$2" -gt 0 ]; then
+        awk -v t="$1" -v h="$CLK_TCK" -v q="$2" 'BEGIN { printf "%.1f", t / h * 1e6 / q }'
+    else
+        echo -
+    fi
+}
+
+# sb_measure OUT THREADS PS TARGET SECONDS : one sysbench run against
+# TARGET, output in OUT. Sets SB_RC (exit status; 99 = no result in the
+# output), SB_PROXY_TICKS and SB_MDB_TICKS (CPU ticks of the proxy and of
+# mariadbd over the run, or "-") and SB_PARSED (sbreport.py parse's line).
+sb_measure() {
+    local out=$1 threads=$2 ps=$3 target=$4 secs=$5
+    local ppid t0p t1p t0m t1m
+    SB_RC=0
+    ppid=$(target_pid "$target")
+    t0p=$([ -n "$ppid" ] && proc_ticks "$ppid" || echo -)
+    t0m=$(proc_ticks "$MDB_PID")
+    # Connection setup of many threads adds to the run's wall time.
+    # shellcheck disable=SC2046 # sb_conn prints separate words without spaces inside
+    timeout -k 5 $((secs + 60 + threads / 10)) sysbench "${SB_COMMON[@]}" $(sb_conn "$target") \
+        --threads="$threads" --time="$secs" --events=0 --db-ps-mode="$ps" \
+        --percentile=99 --histogram=on --report-interval=0 run >"$out" 2>&1 || SB_RC=$?
+    t1p=$([ -n "$ppid" ] && proc_ticks "$ppid" || echo -)
+    t1m=$(proc_ticks "$MDB_PID")
+    SB_PROXY_TICKS=-
+    SB_MDB_TICKS=-
+    if [ "$t0p" != - ] && [ "$t1p" != - ]; then SB_PROXY_TICKS=$((t1p - t0p)); fi
+    if [ "$t0m" != - ] && [ "$t1m" != - ]; then SB_MDB_TICKS=$((t1m - t0m)); fi
+    if SB_PARSED=$("$PY" "$SBREPORT" parse "$out"); then :; else
+        SB_PARSED=$'-\t-\t-\t-\t-\t-\t-\t-\t-'
+        [ "$SB_RC" -ne 0 ] || SB_RC=99
+    fi
 }
 
 # run_one ROUND THREADS PS TARGET SECONDS [record]
 run_one() {
     local round=$1 threads=$2 ps=$3 target=$4 secs=$5 record=${6:-record}
     local out="$TMP/runs/r$round-t$threads-$ps-$target.out"
-    local ppid t0p t1p t0m t1m rc=0 parsed
-    ppid=$(target_pid "$target")
-    t0p=$([ -n "$ppid" ] && proc_ticks "$ppid" || echo -)
-    t0m=$(proc_ticks "$MDB_PID")
-    # shellcheck disable=SC2046 # sb_conn prints separate words without spaces inside
-    timeout -k 5 $((secs + 60)) sysbench "${SB_COMMON[@]}" $(sb_conn "$target") \
-        --threads="$threads" --time="$secs" --events=0 --db-ps-mode="$ps" \
-        --percentile=99 --histogram=on --report-interval=0 run >"$out" 2>&1 || rc=$?
-    t1p=$([ -n "$ppid" ] && proc_ticks "$ppid" || echo -)
-    t1m=$(proc_ticks "$MDB_PID")
-    [ "$record" = record ] || return "$rc"
-    local dp=- dm=-
-    if [ "$t0p" != - ] && [ "$t1p" != - ]; then dp=$((t1p - t0p)); fi
-    if [ "$t0m" != - ] && [ "$t1m" != - ]; then dm=$((t1m - t0m)); fi
-    if parsed=$("$PY" "$SBREPORT" parse "$out"); then :; else
-        parsed=$'-\t-\t-\t-\t-\t-\t-'
-        [ "$rc" -ne 0 ] || rc=99
-    fi
-    local queries qps p50 p99 sbp99 errors _reconnects
-    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _reconnects <<<"$parsed"
+    sb_measure "$out" "$threads" "$ps" "$target" "$secs"
+    [ "$record" = record ] || return "$SB_RC"
+    local rc=$SB_RC dp=$SB_PROXY_TICKS dm=$SB_MDB_TICKS
+    local queries qps p50 p99 sbp99 errors _rest
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _rest <<<"$SB_PARSED"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$round" "$threads" "$ps" "$target" "$rc" "$queries" "$qps" "$p50" "$p99" \
         "$sbp99" "$errors" "$dp" "$dm" >>"$RUNS_TSV"
@@ -421,15 +531,9 @@ run_one() {
         tail -n 5 "$out" >&2
         return 0
     fi
-    local cpu_p="-" cpu_m="-"
-    if [ "$dp" != - ] && [ "$queries" -gt 0 ]; then
-        cpu_p=$(awk -v t="$dp" -v h="$CLK_TCK" -v q="$queries" 'BEGIN { printf "%.1f", t / h * 1e6 / q }')
-    fi
-    if [ "$dm" != - ] && [ "$queries" -gt 0 ]; then
-        cpu_m=$(awk -v t="$dm" -v h="$CLK_TCK" -v q="$queries" 'BEGIN { printf "%.1f", t / h * 1e6 / q }')
-    fi
     log "$(printf 'round %s threads=%-3s ps=%-7s %-7s %9.0f qps  p50 %6.3f ms  p99 %6.3f ms (sysbench p99 %s)  proxy %5s us/q  mariadbd %5s us/q' \
-        "$round" "$threads" "$ps" "$target" "$qps" "$p50" "$p99" "$sbp99" "$cpu_p" "$cpu_m")"
+        "$round" "$threads" "$ps" "$target" "$qps" "$p50" "$p99" "$sbp99" \
+        "$(per_query_us "$dp" "$queries")" "$(per_query_us "$dm" "$queries")")"
 }
 
 active_targets() {
@@ -440,33 +544,181 @@ active_targets() {
     done
 }
 
-mapfile -t RUN_TARGETS < <(active_targets)
-[ "${#RUN_TARGETS[@]}" -gt 0 ] || die "no target left to measure"
+if [ "$BENCH_MATRIX" = 1 ]; then
+    mapfile -t RUN_TARGETS < <(active_targets)
+    [ "${#RUN_TARGETS[@]}" -gt 0 ] || die "no target left to measure"
 
-if [ "$BENCH_WARMUP_SECONDS" -gt 0 ]; then
-    for t in "${RUN_TARGETS[@]}"; do
-        log "warm-up: $t (${BENCH_WARMUP_SECONDS}s, 8 threads, not recorded)"
-        run_one 0 8 auto "$t" "$BENCH_WARMUP_SECONDS" warmup ||
-            log "warm-up against $t failed (see $TMP/runs/r0-t8-auto-$t.out)"
-    done
-fi
+    if [ "$BENCH_WARMUP_SECONDS" -gt 0 ]; then
+        for t in "${RUN_TARGETS[@]}"; do
+            log "warm-up: $t (${BENCH_WARMUP_SECONDS}s, 8 threads, not recorded)"
+            run_one 0 8 auto "$t" "$BENCH_WARMUP_SECONDS" warmup ||
+                log "warm-up against $t failed (see $TMP/runs/r0-t8-auto-$t.out)"
+        done
+    fi
 
-for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    for threads in "${THREADS[@]}"; do
-        for ps in "${PS_MODES[@]}"; do
-            n=${#RUN_TARGETS[@]}
-            for ((i = 0; i < n; i++)); do
-                target=${RUN_TARGETS[$(((i + round - 1) % n))]}
-                if [ "$target" = silo ] && ! kill -0 "$SILO_PID" 2>/dev/null; then
-                    [ "$SILO_OK" = 1 ] && NOTES+=("silo exited during the throughput runs; its remaining runs were skipped (log tail: $(tail -n 3 "$TMP/silo.log" | tr '\n' ' ' | cut -c1-300))")
-                    SILO_OK=0
-                    continue
-                fi
-                run_one "$round" "$threads" "$ps" "$target" "$BENCH_SECONDS"
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for threads in "${THREADS[@]}"; do
+            for ps in "${PS_MODES[@]}"; do
+                n=${#RUN_TARGETS[@]}
+                for ((i = 0; i < n; i++)); do
+                    target=${RUN_TARGETS[$(((i + round - 1) % n))]}
+                    if [ "$target" = silo ] && ! kill -0 "$SILO_PID" 2>/dev/null; then
+                        [ "$SILO_OK" = 1 ] && NOTES+=("silo exited during the throughput runs; its remaining runs were skipped (log tail: $(tail -n 3 "$TMP/silo.log" | tr '\n' ' ' | cut -c1-300))")
+                        SILO_OK=0
+                        continue
+                    fi
+                    run_one "$round" "$threads" "$ps" "$target" "$BENCH_SECONDS"
+                done
             done
         done
     done
-done
+fi
+
+# --- many clients through a small backend pool -------------------------------
+# BENCH_MANY_CLIENTS sysbench connections straight to mariadbd, and the same
+# through a silo whose backend max_connections is BENCH_MANY_POOL. During
+# every run, the PROCESSLIST rows of the tenant's database user are counted
+# over the root socket: sysbench (direct) and silo (backend side) log in as
+# that user and nothing else does, so the count is the connections MariaDB
+# holds for the run.
+CONNS_SQL="SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = $(sql_quote "$DB_USER")"
+
+# db_user_conns : connections of DB_USER open on mariadbd now, or "-".
+db_user_conns() {
+    local n
+    n=$(timeout -k 2 10 "$MDB_CLIENT" --no-defaults --protocol=socket -S "$TMP/db/mysql.sock" \
+        -uroot -N -B -e "$CONNS_SQL" 2>/dev/null) || n=-
+    echo "${n:--}"
+}
+
+# wait_db_user_idle : wait (30 s at most) until the previous run's
+# connections are gone; print the count left.
+wait_db_user_idle() {
+    local deadline=$((SECONDS + 30)) n
+    while :; do
+        n=$(db_user_conns)
+        if [ "$n" = 0 ] || [ "$SECONDS" -ge "$deadline" ]; then
+            echo "$n"
+            return 0
+        fi
+        sleep 0.2
+    done
+}
+
+# start_conn_sampler OUT SECONDS : a root client in the background printing
+# that count every 0.5 s, for SECONDS + 2 min at most (stopped when the run
+# ends). One connection for all samples: no process start and login per
+# sample on the CPUs the run uses.
+start_conn_sampler() {
+    local out=$1 n=$((($2 + 120) * 2)) i
+    for ((i = 0; i < n; i++)); do printf '%s;\nDO SLEEP(0.5);\n' "$CONNS_SQL"; done >"$TMP/sampler.sql"
+    timeout -k 2 $(($2 + 130)) "$MDB_CLIENT" --no-defaults --protocol=socket -S "$TMP/db/mysql.sock" \
+        -uroot -N -B --unbuffered <"$TMP/sampler.sql" >"$out" 2>"$out.err" &
+    SAMPLER_PID=$!
+}
+
+# conn_stats FILE : "max median samples" of the sampler's counts.
+conn_stats() {
+    { grep -E '^[0-9]+$' "$1" || true; } | sort -n | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "- - 0"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            print v[NR], m, NR
+        }'
+}
+
+# many_record ROUND PS TARGET RC [PARSED PROXY_TICKS MDB_TICKS BEFORE MAX MEDIAN SAMPLES]
+many_record() {
+    local parsed=${5:-$'-\t-\t-\t-\t-\t-\t-\t-\t-'}
+    local queries qps p50 p99 sbp99 errors _reconnects max_ms spread
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 errors _reconnects max_ms spread <<<"$parsed"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+        "$1" "$BENCH_MANY_CLIENTS" "$2" "$3" "$4" "$queries" "$qps" "$p50" "$p99" "$sbp99" \
+        "$errors" "${6:--}" "${7:--}" "${8:--}" "${9:--}" "${10:--}" "${11:-0}" "$max_ms" "$spread" >>"$MANY_TSV"
+}
+
+# run_many ROUND PS TARGET : one BENCH_MANY_CLIENTS run against direct or
+# silo, with the connection count sampled meanwhile.
+run_many() {
+    local round=$1 ps=$2 target=$3 sbtarget=$3
+    local out="$TMP/runs/many-r$round-$ps-$target.out" before cmax cmed nsamp
+    if [ "$target" = silo ] && [ "$MANY_SILO_OK" != 1 ]; then
+        many_record "$round" "$ps" silo 98 # not run: silo refused the config or did not start
+        return 0
+    fi
+    before=$(wait_db_user_idle)
+    [ "$before" = 0 ] || NOTES+=("many clients, round $round ps=$ps $target: $before connections of $DB_USER were still open on mariadbd before the run (counted in its figures)")
+    if [ "$target" = silo ]; then
+        sbtarget=silo-many
+        # A fresh silo for each run: the pooled connections of a running
+        # one would still be open on mariadbd during the direct runs.
+        if ! launch_silo "many-clients silo (pool mode $BENCH_MANY_MODE)" "$TMP/silo-many.toml" \
+            "$SILO_MANY_PORT" "$TMP/silo-many.log" SILO_MANY_PID; then
+            MANY_SILO_OK=0
+            log "the many-clients silo did not start; its runs are skipped (see the notes)"
+            many_record "$round" "$ps" silo 98
+            return 0
+        fi
+    fi
+    start_conn_sampler "$out.conns" "$BENCH_SECONDS"
+    sb_measure "$out" "$BENCH_MANY_CLIENTS" "$ps" "$sbtarget" "$BENCH_SECONDS"
+    stop_pid "$SAMPLER_PID" "connection sampler"
+    SAMPLER_PID=
+    if [ "$target" = silo ]; then
+        kill -0 "$SILO_MANY_PID" 2>/dev/null ||
+            NOTES+=("many clients, round $round ps=$ps: silo exited during the run (log tail: $(tail -n 3 "$TMP/silo-many.log" | tr '\n' ' ' | cut -c1-300))")
+        stop_pid "$SILO_MANY_PID" silo
+        SILO_MANY_PID=
+    fi
+    read -r cmax cmed nsamp < <(conn_stats "$out.conns")
+    many_record "$round" "$ps" "$target" "$SB_RC" "$SB_PARSED" "$SB_PROXY_TICKS" "$SB_MDB_TICKS" \
+        "$before" "$cmax" "$cmed" "$nsamp"
+    local queries qps p50 p99 sbp99 _errors _reconnects max_ms spread
+    IFS=$'\t' read -r queries qps p50 p99 sbp99 _errors _reconnects max_ms spread <<<"$SB_PARSED"
+    # Starved clients hardly move QPS or p99 (which are per query): say so.
+    if [ "$SB_RC" -eq 0 ] && awk -v s="$spread" 'BEGIN { exit !(s != "-" && s + 0 > 1) }'; then
+        NOTES+=("many clients, round $round ps=$ps $target: per-client spread $spread (stddev/mean of the queries each client ran): clients were served very unevenly, which QPS and p99 (per query) do not show")
+    fi
+    if [ "$SB_RC" -ne 0 ]; then
+        log "many clients round $round ps=$ps $target: FAILED (exit $SB_RC); last lines of $out:"
+        tail -n 5 "$out" >&2
+        [ "$target" != silo ] || tail -n 5 "$TMP/silo-many.log" >&2
+        return 0
+    fi
+    log "$(printf 'many clients round %s ps=%-7s %-6s %5s clients %9.0f qps  p50 %7.3f ms  p99 %7.3f ms  max %s ms  spread %s  silo %5s us/q  mariadbd %5s us/q  %s conns on mariadbd: max %s median %s (%s samples)' \
+        "$round" "$ps" "$target" "$BENCH_MANY_CLIENTS" "$qps" "$p50" "$p99" "$max_ms" "$spread" \
+        "$(per_query_us "$SB_PROXY_TICKS" "$queries")" "$(per_query_us "$SB_MDB_TICKS" "$queries")" \
+        "$DB_USER" "$cmax" "$cmed" "$nsamp")"
+}
+
+MANY_SILO_OK=0
+if [ "$BENCH_MANY" = 1 ]; then
+    # The main silo's pooled backend connections would be counted too; the
+    # idle test restarts it anyway.
+    if [ -n "$SILO_PID" ]; then
+        stop_pid "$SILO_PID" silo
+        SILO_PID=
+    fi
+    if [[ " ${MANY_TARGETS[*]} " == *" silo "* ]]; then
+        write_silo_config "$TMP/silo-many.toml" "$SILO_MANY_PORT" "$BENCH_MANY_MODE" \
+            "$BENCH_MANY_POOL" $((BENCH_MANY_CLIENTS + 100))
+        if check_silo_config "many-clients silo (pool mode $BENCH_MANY_MODE)" "$TMP/silo-many.toml"; then
+            MANY_SILO_OK=1
+        else
+            log "silo refused its many-clients config (pool mode $BENCH_MANY_MODE, see the notes); that part goes on without silo (BENCH_MANY_MODE=session BENCH_MANY_POOL=$((BENCH_MANY_CLIENTS + 100)) runs it in session mode)"
+        fi
+    fi
+    log "many clients: $BENCH_MANY_CLIENTS connections, targets ${MANY_TARGETS[*]}, silo pool mode $BENCH_MANY_MODE with backend max_connections $BENCH_MANY_POOL"
+    for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+        for ps in "${PS_MODES[@]}"; do
+            n=${#MANY_TARGETS[@]}
+            for ((i = 0; i < n; i++)); do
+                run_many "$round" "$ps" "${MANY_TARGETS[$(((i + round - 1) % n))]}"
+            done
+        done
+    done
+fi
 
 # --- idle connections: resident memory --------------------------------------
 IDLE_REPORT=$TMP/idle.txt
@@ -520,10 +772,27 @@ REPORT=$TMP/report.txt
     echo "haproxy: mode tcp, nbthread $BENCH_HAPROXY_THREADS; silo: pool mode session, clients log in as $APP_USER.$SLUG (username suffix); direct/haproxy log in as $DB_USER"
     echo "latency: p50/p99 from sysbench's --histogram (per query; point_select = 1 query per event), ms"
     echo "CPU: a process's utime+stime from /proc/PID/stat over the run (incl. connection setup) / queries in the run, in microseconds"
-    "$PY" "$SBREPORT" table "$RUNS_TSV" "$CLK_TCK"
-    echo ""
-    echo "Per-run figures (round threads ps target exit queries qps p50 p99 sysbench-p99 errors proxy-ticks mariadbd-ticks; CLK_TCK=$CLK_TCK):"
-    sed 's/^/  /' "$RUNS_TSV"
+    if [ "$BENCH_MATRIX" = 1 ]; then
+        "$PY" "$SBREPORT" table "$RUNS_TSV" "$CLK_TCK"
+    fi
+    if [ "$BENCH_MANY" = 1 ]; then
+        echo ""
+        echo "Many clients: $BENCH_MANY_CLIENTS client connections (${MANY_TARGETS[*]}), same workload, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), interleaved per ps-mode, order rotated each round"
+        echo "  silo: pool mode $BENCH_MANY_MODE, backend max_connections $BENCH_MANY_POOL, lease_timeout_ms 10000; a fresh silo for each of its runs"
+        echo "  max: sysbench's highest query latency; spread: stddev / mean of the queries each client ran (sysbench's thread fairness; near 0 = every client served, large = a few clients did the work)"
+        echo "  conns on mariadbd: PROCESSLIST rows of $DB_USER (silo's backend connections, or sysbench's direct ones), counted every 0.5 s over the root socket while sysbench ran; max and median of the samples"
+        "$PY" "$SBREPORT" many "$MANY_TSV" "$CLK_TCK"
+    fi
+    if [ "$BENCH_MATRIX" = 1 ]; then
+        echo ""
+        echo "Per-run figures (round threads ps target exit queries qps p50 p99 sysbench-p99 errors proxy-ticks mariadbd-ticks; CLK_TCK=$CLK_TCK):"
+        sed 's/^/  /' "$RUNS_TSV"
+    fi
+    if [ "$BENCH_MANY" = 1 ]; then
+        echo ""
+        echo "Per-run figures, many clients (round clients ps target exit queries qps p50 p99 sysbench-p99 errors silo-ticks mariadbd-ticks conns-before conns-max conns-median samples max-ms spread; exit 98 = not run, see the notes):"
+        sed 's/^/  /' "$MANY_TSV"
+    fi
     if [ -s "$IDLE_REPORT" ]; then
         echo ""
         echo "Idle connections, resident memory (VmRSS from /proc/PID/status):"
@@ -542,10 +811,16 @@ cat "$REPORT"
 echo ""
 log "results written to $BENCH_OUT"
 
-if has_target silo && [ "$SILO_OK" != 1 ]; then
-    exit 1
+status=0
+if [ "$NEED_SILO" = 1 ] && [ "$SILO_OK" != 1 ]; then
+    status=1
 fi
 if awk -F'\t' '$5 != "0" { bad = 1 } END { exit !bad }' "$RUNS_TSV"; then
     log "some runs failed (see above)"
-    exit 1
+    status=1
 fi
+if awk -F'\t' '$5 != "0" { bad = 1 } END { exit !bad }' "$MANY_TSV"; then
+    log "some many-clients runs failed or were not run (see above and the notes)"
+    status=1
+fi
+exit "$status"

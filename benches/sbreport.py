@@ -5,17 +5,27 @@ Standard library only.
 
   sbreport.py parse SYSBENCH_OUTPUT
       One tab-separated line: queries qps p50_ms p99_ms sysbench_p99_ms
-      errors reconnects. p50 and p99 come from the latency histogram that
+      errors reconnects max_ms spread. p50 and p99 come from the latency histogram that
       `sysbench --histogram=on` prints (the same histogram sysbench uses for
       its own percentile, so the figures are consistent); sysbench_p99 is
       the figure sysbench printed itself with --percentile=99, kept as a
-      cross-check of the histogram reading. Exits 1 if the output holds no
+      cross-check of the histogram reading. max_ms is sysbench's highest
+      query latency; spread is the standard deviation of the events each
+      client thread ran over their mean ("Threads fairness"): near 0 when
+      every client gets its share of the server, large when a few clients
+      do the work and the others wait. Exits 1 if the output holds no
       result.
 
   sbreport.py table RUNS_TSV CLK_TCK
       The per-(threads, ps-mode) tables and the summary, from the run log
       that run.sh writes (one line per sysbench run, see RUN_COLUMNS). With
       several rounds, each figure is the median over the rounds.
+
+  sbreport.py many MANY_TSV CLK_TCK
+      The many-clients tables (direct vs silo with one client count, see
+      MANY_COLUMNS) and their summary: the same figures, plus the
+      connections open on mariadbd during the runs (the highest sample over
+      the rounds, and the median of the runs' median samples).
 """
 
 import re
@@ -27,6 +37,9 @@ RUN_COLUMNS = [
     "sb_p99", "errors", "proxy_ticks", "mdb_ticks",
 ]
 TARGETS = ["direct", "haproxy", "silo"]
+MANY_COLUMNS = RUN_COLUMNS + ["conns_before", "conns_max", "conns_median", "samples",
+                              "max_ms", "spread"]
+MANY_TARGETS = ["direct", "silo"]
 
 
 def percentile_from_histogram(buckets, pct):
@@ -66,6 +79,11 @@ def parse_sysbench(text):
     m_p = re.search(r"^\s*\d+th percentile:\s+([0-9.]+)", text, re.M)
     m_e = re.search(r"^\s*ignored errors:\s+(\d+)", text, re.M)
     m_r = re.search(r"^\s*reconnects:\s+(\d+)", text, re.M)
+    m_max = re.search(r"^\s*max:\s+([0-9.]+)", text, re.M)
+    m_f = re.search(r"^\s*events \(avg/stddev\):\s+([0-9.]+)/([0-9.]+)", text, re.M)
+    spread = None
+    if m_f and float(m_f.group(1)) > 0:
+        spread = round(float(m_f.group(2)) / float(m_f.group(1)), 3)
     return {
         "queries": int(m_q.group(1)),
         "qps": float(m_q.group(2)),
@@ -74,6 +92,8 @@ def parse_sysbench(text):
         "sb_p99": float(m_p.group(1)) if m_p else None,
         "errors": int(m_e.group(1)) if m_e else 0,
         "reconnects": int(m_r.group(1)) if m_r else 0,
+        "max_ms": float(m_max.group(1)) if m_max else None,
+        "spread": spread,
     }
 
 
@@ -92,7 +112,8 @@ def cmd_parse(path):
         return 1
     print("\t".join(
         "-" if r[k] is None else str(r[k])
-        for k in ("queries", "qps", "p50", "p99", "sb_p99", "errors", "reconnects")))
+        for k in ("queries", "qps", "p50", "p99", "sb_p99", "errors", "reconnects",
+                  "max_ms", "spread")))
     return 0
 
 
@@ -110,52 +131,74 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def cmd_table(path, clk_tck):
-    clk_tck = float(clk_tck)
+def read_runs(path, columns):
     runs = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.strip() or line.startswith("#"):
                 continue
-            runs.append(dict(zip(RUN_COLUMNS, line.rstrip("\n").split("\t"))))
+            runs.append(dict(zip(columns, line.rstrip("\n").split("\t"))))
+    return runs
+
+
+def aggregate(rs, target, clk_tck):
+    """Medians over the runs rs (one target, one combination), or None."""
+    ok = [r for r in rs if r["rc"] == "0" and num(r["queries"])]
+    if not rs:
+        return None
+    out = {"runs": len(rs), "ok": len(ok)}
+    qpss = [num(r["qps"]) for r in ok if num(r["qps"]) is not None]
+    out["qps"] = median(qpss)
+    out["qps_min"] = min(qpss) if qpss else None
+    out["qps_max"] = max(qpss) if qpss else None
+    out["p50"] = median([num(r["p50"]) for r in ok])
+    out["p99"] = median([num(r["p99"]) for r in ok])
+
+    def per_query_us(col):
+        vals = []
+        for r in ok:
+            ticks, q = num(r[col]), num(r["queries"])
+            if ticks is not None and q:
+                vals.append(ticks / clk_tck * 1e6 / q)
+        return median(vals)
+
+    out["proxy_us"] = per_query_us("proxy_ticks") if target != "direct" else None
+    out["mdb_us"] = per_query_us("mdb_ticks")
+    if "conns_max" in rs[0]:
+        maxes = [num(r["conns_max"]) for r in ok if num(r["conns_max"]) is not None]
+        out["conns_max"] = max(maxes) if maxes else None
+        out["conns_median"] = median([num(r["conns_median"]) for r in ok])
+        out["max_ms"] = median([num(r["max_ms"]) for r in ok])
+        out["spread"] = median([num(r["spread"]) for r in ok])
+    return out
+
+
+def qps_ratio(a, b):
+    if a is None or b is None or not a.get("qps") or not b.get("qps"):
+        return None
+    return a["qps"] / b["qps"]
+
+
+def ps_order(ps):
+    return 0 if ps == "auto" else 1
+
+
+def cmd_table(path, clk_tck):
+    clk_tck = float(clk_tck)
+    runs = read_runs(path, RUN_COLUMNS)
 
     combos = []
     for r in runs:
         key = (int(r["threads"]), r["ps"])
         if key not in combos:
             combos.append(key)
-    combos.sort(key=lambda k: (k[0], 0 if k[1] == "auto" else 1))
+    combos.sort(key=lambda k: (k[0], ps_order(k[1])))
 
     def agg(threads, ps, target):
         rs = [r for r in runs
               if int(r["threads"]) == threads and r["ps"] == ps and r["target"] == target]
-        ok = [r for r in rs if r["rc"] == "0" and num(r["queries"])]
-        if not rs:
-            return None
-        out = {"runs": len(rs), "ok": len(ok)}
-        qpss = [num(r["qps"]) for r in ok if num(r["qps"]) is not None]
-        out["qps"] = median(qpss)
-        out["qps_min"] = min(qpss) if qpss else None
-        out["qps_max"] = max(qpss) if qpss else None
-        out["p50"] = median([num(r["p50"]) for r in ok])
-        out["p99"] = median([num(r["p99"]) for r in ok])
+        return aggregate(rs, target, clk_tck)
 
-        def per_query_us(col):
-            vals = []
-            for r in ok:
-                ticks, q = num(r[col]), num(r["queries"])
-                if ticks is not None and q:
-                    vals.append(ticks / clk_tck * 1e6 / q)
-            return median(vals)
-
-        out["proxy_us"] = per_query_us("proxy_ticks") if target != "direct" else None
-        out["mdb_us"] = per_query_us("mdb_ticks")
-        return out
-
-    def ratio(a, b):
-        if a is None or b is None or not a.get("qps") or not b.get("qps"):
-            return None
-        return a["qps"] / b["qps"]
 
     lines = []
     summary = []
@@ -180,9 +223,9 @@ def cmd_table(path, clk_tck):
                 f"  {t:<8} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
                 f"{fmt(r['p99'], '8.3f')} {fmt(r['proxy_us'], '15.1f')} "
                 f"{fmt(r['mdb_us'], '18.1f')}{note}")
-        sd = ratio(res["silo"], res["direct"])
-        sh = ratio(res["silo"], res["haproxy"])
-        hd = ratio(res["haproxy"], res["direct"])
+        sd = qps_ratio(res["silo"], res["direct"])
+        sh = qps_ratio(res["silo"], res["haproxy"])
+        hd = qps_ratio(res["haproxy"], res["direct"])
         lines.append(f"  silo/direct = {fmt(sd, '.3f')}   silo/haproxy = {fmt(sh, '.3f')}"
                      f"   haproxy/direct = {fmt(hd, '.3f')}")
         summary.append((threads, ps, res, sd, sh, hd))
@@ -209,11 +252,78 @@ def cmd_table(path, clk_tck):
     return 0
 
 
+def cmd_many(path, clk_tck):
+    clk_tck = float(clk_tck)
+    runs = read_runs(path, MANY_COLUMNS)
+    combos = []
+    for r in runs:
+        key = (int(r["threads"]), r["ps"])
+        if key not in combos:
+            combos.append(key)
+    combos.sort(key=lambda k: (k[0], ps_order(k[1])))
+
+    lines = []
+    summary = []
+    for clients, ps in combos:
+        res = {t: aggregate([r for r in runs if int(r["threads"]) == clients
+                             and r["ps"] == ps and r["target"] == t], t, clk_tck)
+               for t in MANY_TARGETS}
+        rounds = max((r["runs"] for r in res.values() if r), default=0)
+        lines.append("")
+        lines.append(f"clients={clients}  ps-mode={ps}  "
+                     f"({rounds} run(s) per target; median shown)")
+        lines.append(f"  {'target':<8} {'QPS':>10} {'QPS min-max':>17} {'p50 ms':>8} {'p99 ms':>8} "
+                     f"{'max ms':>9} {'spread':>7} {'silo CPU us/q':>14} {'mariadbd CPU us/q':>18} "
+                     f"{'conns on mariadbd max/median':>29}")
+        for t in MANY_TARGETS:
+            r = res[t]
+            if r is None:
+                continue
+            if r["ok"] == 0:
+                lines.append(f"  {t:<8} {'FAILED':>10}  (see the notes and the run logs)")
+                continue
+            note = "" if r["ok"] == r["runs"] else f"  ({r['runs'] - r['ok']} failed run(s))"
+            spread = f"{fmt(r['qps_min'], '.0f')}-{fmt(r['qps_max'], '.0f')}"
+            conns = f"{fmt(r['conns_max'], '.0f')}/{fmt(r['conns_median'], '.0f')}"
+            lines.append(
+                f"  {t:<8} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
+                f"{fmt(r['p99'], '8.3f')} {fmt(r['max_ms'], '9.1f')} {fmt(r['spread'], '7.2f')} "
+                f"{fmt(r['proxy_us'], '14.1f')} {fmt(r['mdb_us'], '18.1f')} {conns:>29}{note}")
+        sd = qps_ratio(res["silo"], res["direct"])
+        lines.append(f"  silo/direct = {fmt(sd, '.3f')}")
+        summary.append((clients, ps, res, sd))
+
+    lines.append("")
+    lines.append("Summary, many clients (QPS; ratio of QPS; spread = stddev/mean of queries per "
+                 "client; CPU = own user+system CPU per query; conns = highest count of "
+                 "connections open on mariadbd)")
+    lines.append(f"{'clients':>7} {'ps':<7} {'direct':>9} {'silo':>9} {'silo/dir':>8} "
+                 f"{'p50 d/s ms':>15} {'p99 d/s ms':>17} {'spread d/s':>11} {'silo us/q':>9} "
+                 f"{'mariadbd us/q d/s':>17} {'conns d/s':>10}")
+    for clients, ps, res, sd in summary:
+        def g(t, k):
+            r = res.get(t)
+            return None if not r or not r["ok"] else r[k]
+        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in MANY_TARGETS)
+        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in MANY_TARGETS)
+        mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in MANY_TARGETS)
+        conns = "/".join(fmt(g(t, "conns_max"), ".0f") for t in MANY_TARGETS)
+        spread = "/".join(fmt(g(t, "spread"), ".2f") for t in MANY_TARGETS)
+        lines.append(
+            f"{clients:>7} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
+            f"{fmt(sd, '8.3f')} {p50:>15} {p99:>17} {spread:>11} {fmt(g('silo', 'proxy_us'), '9.1f')} "
+            f"{mdb:>17} {conns:>10}")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv):
     if len(argv) == 3 and argv[1] == "parse":
         return cmd_parse(argv[2])
     if len(argv) == 4 and argv[1] == "table":
         return cmd_table(argv[2], argv[3])
+    if len(argv) == 4 and argv[1] == "many":
+        return cmd_many(argv[2], argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 
