@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::backend::Pools;
 use crate::config::{BackendConfig, Config};
+use crate::frontend::caching_sha2::{RsaKeys, Sha2Auth};
 use crate::frontend::registry::Registry;
 use crate::frontend::stream::read_packet_exact;
 use crate::frontend::{Context, listener, tls};
@@ -65,6 +66,7 @@ impl Server {
             tls_required: config.tls.as_ref().is_some_and(|t| t.required),
             server_version,
             lease_timeout: config.pool.lease_timeout(),
+            sha2: Sha2Auth::new(RsaKeys::Generate),
         });
         Ok(Server { listener, ctx })
     }

@@ -1,5 +1,6 @@
 //! One client connection, from accept through TLS upgrade and login to quit.
 
+pub mod caching_sha2;
 pub mod error;
 pub mod listener;
 pub mod login;
@@ -26,4 +27,6 @@ pub struct Context {
     /// Sent in the greeting, in the backend's style.
     pub server_version: String,
     pub lease_timeout: Duration,
+    /// caching_sha2_password: the fast-path digest cache and the RSA key.
+    pub sha2: caching_sha2::Sha2Auth,
 }
