@@ -323,8 +323,9 @@ async fn the_mariadb_cli_logs_in_with_caching_sha2_password() {
     let silo = setup.tls(cert, key).start().await;
     let user = format!("hashed.{}", acme.slug);
     let other = format!("other.{}", acme.slug);
-    // Against a server without TLS, this Connector/C (TLS wanted by
-    // default) falls back to plain TCP yet sends the password unencrypted:
+    // Against a server without TLS, this Connector/C with its default TLS
+    // setting (no --skip-ssl) goes on in plain TCP yet sends the password
+    // unencrypted:
     // refused without checking it. That refusal also shows the CLI really
     // speaks caching_sha2_password (native would log in).
     let (ok, _, stderr) = cli_sha2(&without_tls, &user, HASHED_PASSWORD, None).await;
