@@ -24,6 +24,7 @@ pub struct Config {
     pub pool: PoolConfig,
     pub identification: IdentificationConfig,
     pub tls: Option<TlsConfig>,
+    pub auth: AuthConfig,
     pub backends: Vec<BackendConfig>,
     pub plans: Vec<PlanConfig>,
     pub tenants: Vec<TenantConfig>,
@@ -42,6 +43,8 @@ struct RawConfig {
     #[serde(default)]
     identification: IdentificationConfig,
     tls: Option<TlsConfig>,
+    #[serde(default)]
+    auth: AuthConfig,
     #[serde(default)]
     backends: Vec<BackendConfig>,
     #[serde(default)]
@@ -167,6 +170,33 @@ impl PoolConfig {
     }
     pub fn max_lifetime(&self) -> Duration {
         Duration::from_millis(self.max_lifetime_ms)
+    }
+}
+
+/// Client authentication: the RSA key of caching_sha2_password's full
+/// authentication over plain TCP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PEM private key (PKCS#8 or PKCS#1). Without it a key is generated at
+    /// first need, so it changes at every restart.
+    pub rsa_private_key: Option<PathBuf>,
+    /// `false`: no RSA exchange; a first caching_sha2_password login must
+    /// come over TLS (later ones take the fast path on any transport).
+    #[serde(default = "default_true")]
+    pub rsa_key_exchange: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            rsa_private_key: None,
+            rsa_key_exchange: true,
+        }
     }
 }
 
@@ -421,6 +451,11 @@ impl Config {
             tls.cert = dir.join(&tls.cert);
             tls.key = dir.join(&tls.key);
         }
+        if let (Some(key), Some(dir)) = (config.auth.rsa_private_key.as_mut(), path.parent()) {
+            *key = dir.join(&*key);
+        }
+        crate::frontend::caching_sha2::RsaKeys::from_config(&config.auth)
+            .map_err(|e| ConfigErrors::single("auth.rsa_private_key", e))?;
         if let Some(tls) = &config.tls {
             crate::frontend::tls::load_server_config(tls)
                 .map_err(|e| ConfigErrors::single("tls", e))?;
@@ -655,6 +690,7 @@ impl RawConfig {
             pool: self.pool,
             identification: self.identification,
             tls: self.tls,
+            auth: self.auth,
             backends: self.backends,
             plans: self.plans,
             tenants: self.tenants,
@@ -767,6 +803,16 @@ password = "app-pass"
         let dump = format!("{c:?}");
         assert!(!dump.contains("s3cret"));
         assert!(!dump.contains("app-pass"));
+    }
+
+    #[test]
+    fn auth_section() {
+        let c = Config::from_toml(VALID).unwrap();
+        assert!(c.auth.rsa_key_exchange && c.auth.rsa_private_key.is_none());
+        let text = format!("[auth]\nrsa_key_exchange = false\n{VALID}");
+        assert!(!Config::from_toml(&text).unwrap().auth.rsa_key_exchange);
+        let text = format!("[auth]\nrsa_key = \"x\"\n{VALID}");
+        assert!(Config::from_toml(&text).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::backend::Pools;
 use crate::config::{BackendConfig, Config};
+use crate::frontend::caching_sha2::{RsaKeys, Sha2Auth};
 use crate::frontend::registry::Registry;
 use crate::frontend::stream::read_packet_exact;
 use crate::frontend::{Context, listener, tls};
@@ -30,6 +31,8 @@ pub enum StartError {
     },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("auth.rsa_private_key: {0}")]
+    Auth(String),
     #[error("cannot start a worker: {0}")]
     Runtime(std::io::Error),
 }
@@ -67,6 +70,7 @@ impl Server {
             lease_timeout: config.pool.lease_timeout(),
             tenant_pins: Arc::default(),
             statement_cache_size: config.pool.statement_cache_size,
+            sha2: Sha2Auth::new(RsaKeys::from_config(&config.auth).map_err(StartError::Auth)?),
         });
         Ok(Server { listener, ctx })
     }

@@ -1,24 +1,28 @@
 //! From accept to an authenticated client: greeting, optional in-band TLS
-//! upgrade, HandshakeResponse, auth switch to mysql_native_password,
-//! tenant identification, password check, tenant status, OK.
+//! upgrade, HandshakeResponse, caching_sha2_password for clients that name
+//! it (see [`super::caching_sha2`]) or mysql_native_password (other plugins
+//! are switched to it), tenant identification, password check, tenant
+//! status, OK.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::Guard;
 use mysql_common::constants::CapabilityFlags;
 use tracing::info;
 
 use super::Context;
+use super::caching_sha2;
 use super::error::LoginError;
 use super::stream::{ClientConn, ClientStream, PacketError, read_packet_exact};
 use crate::backend::connection::Profile;
 use crate::config::TenantStatus;
 use crate::protocol::ServerError;
-use crate::protocol::auth::{self, NATIVE_PLUGIN, SCRAMBLE_LEN};
+use crate::protocol::auth::{self, NATIVE_PLUGIN, NativeHash, SCRAMBLE_LEN};
 use crate::protocol::error_code::sanitize;
 use crate::protocol::handshake::{self, FirstResponse};
-use crate::routing::TenantRoute;
 use crate::routing::identify::{self, LoginFacts};
+use crate::routing::{RouteTable, TenantRoute};
 
 /// Login packets are small; a larger one is garbage or an attack.
 pub const MAX_LOGIN_PACKET: usize = 64 * 1024;
@@ -49,24 +53,45 @@ pub struct Credentials<'a> {
     pub token: &'a [u8],
 }
 
-/// Identifies the tenant and checks the password and the tenant's status.
-/// Returns the tenant and the username within it.
+/// Who a client says it is, before any password is checked.
+pub struct Who<'a> {
+    pub user: &'a str,
+    pub database: Option<&'a str>,
+    pub attributes: &'a HashMap<String, String>,
+    pub sni: Option<&'a str>,
+}
+
+/// An identified tenant and user, whose password is still to be checked
+/// against the table snapshot it was found in.
+pub struct Claim {
+    pub table: Arc<RouteTable>,
+    pub tenant: Arc<TenantRoute>,
+    pub username: String,
+    /// The login name as it may be shown in messages and logs.
+    pub shown_user: String,
+}
+
+impl Claim {
+    /// The stored password hash: `None` for an unknown user, `Some(None)` for
+    /// a user with an empty password.
+    pub fn stored_hash(&self) -> Option<Option<&NativeHash>> {
+        self.table.user(&self.tenant.id, &self.username)
+    }
+}
+
+/// Identifies the tenant of a login.
 ///
 /// # Errors
-/// The ERR to send and a log reason; the message leaks no secret, and the
-/// tenant's status is only revealed to a client that knew the password.
-pub fn authenticate(
-    ctx: &Context,
-    creds: &Credentials<'_>,
-) -> Result<(Arc<TenantRoute>, String), LoginError> {
-    let table = ctx.router.load();
+/// No method names a known tenant.
+pub fn identify(ctx: &Context, who: &Who<'_>) -> Result<Claim, LoginError> {
+    let table = Guard::into_inner(ctx.router.load());
     let facts = LoginFacts {
-        user: creds.user,
-        attributes: creds.attributes,
-        sni: creds.sni,
-        database: creds.database,
+        user: who.user,
+        attributes: who.attributes,
+        sni: who.sni,
+        database: who.database,
     };
-    let shown_user = sanitize(creds.user.as_bytes());
+    let shown_user = sanitize(who.user.as_bytes());
     let found = identify::identify(&table, facts).map_err(|unknown| {
         let candidate = unknown.candidate.as_deref().map(|c| sanitize(c.as_bytes()));
         info!(user = %shown_user, candidate = candidate.as_deref().unwrap_or("-"), "login refused: unknown tenant");
@@ -75,26 +100,62 @@ pub fn authenticate(
             "unknown tenant",
         )
     })?;
-    let tenant = found.tenant;
-    let verified = match table.user(&tenant.id, &found.username) {
-        Some(hash) => auth::verify_native(hash, creds.scramble, creds.token),
-        None => false,
-    };
+    Ok(Claim {
+        tenant: found.tenant,
+        username: found.username,
+        table,
+        shown_user,
+    })
+}
+
+/// The one place that decides a login once the password was checked
+/// (`verified`), whatever the plugin: wrong password, tenant status, or in.
+///
+/// # Errors
+/// The ERR to send and a log reason; the message leaks no secret, and the
+/// tenant's status is only revealed to a client that knew the password.
+pub fn decide(claim: &Claim, verified: bool) -> Result<(Arc<TenantRoute>, String), LoginError> {
+    let tenant = &claim.tenant;
     if !verified {
-        info!(user = %shown_user, tenant = %tenant.id, "login refused: wrong password or unknown user");
+        info!(user = %claim.shown_user, tenant = %tenant.id, "login refused: wrong password or unknown user");
         return Err(LoginError::refused(
-            ServerError::access_denied(&shown_user),
+            ServerError::access_denied(&claim.shown_user),
             "wrong password or unknown user",
         ));
     }
     if tenant.status != TenantStatus::Active {
-        info!(user = %shown_user, tenant = %tenant.id, status = %tenant.status, "login refused: tenant not active");
+        info!(user = %claim.shown_user, tenant = %tenant.id, status = %tenant.status, "login refused: tenant not active");
         return Err(LoginError::refused(
             ServerError::tenant_not_active(tenant.slug(), &tenant.status.to_string()),
             "tenant not active",
         ));
     }
-    Ok((tenant, found.username))
+    Ok((tenant.clone(), claim.username.clone()))
+}
+
+/// Identifies the tenant and checks a mysql_native_password token and the
+/// tenant's status. Returns the tenant and the username within it.
+///
+/// # Errors
+/// See [`identify`] and [`decide`].
+pub fn authenticate(
+    ctx: &Context,
+    creds: &Credentials<'_>,
+) -> Result<(Arc<TenantRoute>, String), LoginError> {
+    let claim = identify(
+        ctx,
+        &Who {
+            user: creds.user,
+            database: creds.database,
+            attributes: creds.attributes,
+            sni: creds.sni,
+        },
+    )?;
+    let verified = match claim.stored_hash() {
+        Some(hash) => auth::verify_native(hash, creds.scramble, creds.token),
+        None => false,
+    };
+    decide(&claim, verified)
 }
 
 /// Runs the login conversation on `client` (plain TCP, upgraded in place
@@ -159,28 +220,42 @@ pub async fn login(
     };
 
     let capabilities = login.capabilities & offered;
-    let token = if wants_switch(login.auth_plugin.as_deref(), capabilities) {
-        // MySQL 8+ clients start with caching_sha2_password; switch them.
-        switch_to_native(client, &scramble, seq).await?
-    } else {
-        login.auth_response.clone()
-    };
     let user = String::from_utf8_lossy(&login.user).into_owned();
     let database = login
         .database
         .as_deref()
         .map(|d| String::from_utf8_lossy(d).into_owned());
-    let (tenant, username) = authenticate(
-        ctx,
-        &Credentials {
+    let plugin = login.auth_plugin.as_deref();
+    let (tenant, username) = if capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+        && caching_sha2::wants_caching_sha2(plugin)
+    {
+        let who = Who {
             user: &user,
             database: database.as_deref(),
             attributes: &login.attributes,
             sni: sni.as_deref(),
-            scramble: &scramble,
-            token: &token,
-        },
-    )?;
+        };
+        let first = login.auth_response.clone();
+        caching_sha2::authenticate(ctx, client, &scramble, seq, first, &who).await?
+    } else {
+        let token = if wants_switch(plugin, capabilities) {
+            // Plugins silo does not speak are switched to mysql_native_password.
+            switch_to_native(client, &scramble, seq).await?
+        } else {
+            login.auth_response.clone()
+        };
+        authenticate(
+            ctx,
+            &Credentials {
+                user: &user,
+                database: database.as_deref(),
+                attributes: &login.attributes,
+                sni: sni.as_deref(),
+                scramble: &scramble,
+                token: &token,
+            },
+        )?
+    };
     client.queue_packet(*seq, &ok_payload());
     client.flush().await.map_err(packet_io)?;
     Ok(LoggedIn {

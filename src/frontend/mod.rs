@@ -1,5 +1,6 @@
 //! One client connection, from accept through TLS upgrade and login to quit.
 
+pub mod caching_sha2;
 pub mod error;
 pub mod listener;
 pub mod login;
@@ -33,4 +34,6 @@ pub struct Context {
     pub tenant_pins: Arc<TenantPins>,
     /// Prepared statements kept per backend connection.
     pub statement_cache_size: usize,
+    /// caching_sha2_password: the fast-path digest cache and the RSA key.
+    pub sha2: caching_sha2::Sha2Auth,
 }

@@ -48,6 +48,11 @@ impl NativeHash {
         }
         Some(NativeHash(out))
     }
+
+    /// Equality in constant time: one side is derived from what a client sent.
+    pub fn ct_eq(&self, other: &NativeHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
 }
 
 /// A fresh 20-byte nonce. Bytes are printable ASCII (33..=126) because some

@@ -91,6 +91,26 @@ impl ServerError {
         )
     }
 
+    /// caching_sha2_password full authentication on plain TCP when silo has
+    /// no RSA key to receive the password with.
+    pub fn full_auth_needs_tls() -> Self {
+        Self::new(
+            1251,
+            b"08004",
+            "caching_sha2_password full authentication over plain TCP is not available (silo has no RSA key): connect with TLS",
+        )
+    }
+
+    /// A caching_sha2_password client that sent its password unencrypted on
+    /// plain TCP, where it must be RSA-encrypted.
+    pub fn password_sent_unencrypted() -> Self {
+        Self::new(
+            1251,
+            b"08004",
+            "caching_sha2_password over plain TCP needs the password RSA-encrypted and this client sent it unencrypted: connect with TLS",
+        )
+    }
+
     pub fn bad_handshake() -> Self {
         Self::new(1043, b"08S01", "Bad handshake")
     }

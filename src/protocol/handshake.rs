@@ -381,9 +381,14 @@ pub fn parse_auth_switch(payload: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// AuthSwitchRequest payload asking the client for mysql_native_password.
 pub fn auth_switch_request(scramble: &[u8; 20]) -> BytesMut {
+    auth_switch_request_to(NATIVE_PLUGIN, scramble)
+}
+
+/// AuthSwitchRequest payload asking the client for `plugin` with `scramble`.
+pub fn auth_switch_request_to(plugin: &str, scramble: &[u8; 20]) -> BytesMut {
     let mut out = BytesMut::with_capacity(48);
     out.put_u8(0xFE);
-    out.put_slice(NATIVE_PLUGIN.as_bytes());
+    out.put_slice(plugin.as_bytes());
     out.put_u8(0);
     out.put_slice(scramble);
     out.put_u8(0);

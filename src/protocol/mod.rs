@@ -12,6 +12,7 @@
 )]
 
 pub mod auth;
+pub mod caching_sha2;
 pub mod command;
 pub mod error;
 pub mod error_code;

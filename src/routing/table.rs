@@ -10,6 +10,7 @@ use crate::config::{
     BackendConfig, Config, IdentificationMethod, PlanConfig, PoolMode, TenantStatus,
 };
 use crate::protocol::auth::NativeHash;
+use crate::protocol::caching_sha2::Sha2Digest;
 
 /// Stable key of a tenant across route-table swaps (its slug).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,6 +43,16 @@ impl TenantRoute {
 
 pub type BackendRoute = Arc<BackendConfig>;
 
+/// A user's stored password forms.
+#[derive(Debug)]
+struct UserAuth {
+    /// SHA1(SHA1(password)); `None` for an empty password.
+    native: Option<NativeHash>,
+    /// SHA256(SHA256(password)) for caching_sha2_password's fast path, known
+    /// at build only for users configured with a clear-text password.
+    sha2: Option<Sha2Digest>,
+}
+
 #[derive(Debug)]
 pub struct RouteTable {
     pub version: u64,
@@ -49,8 +60,8 @@ pub struct RouteTable {
     tenants: HashMap<Arc<str>, Arc<TenantRoute>>,
     /// Database name → tenant, for names that belong to one tenant only.
     by_database: HashMap<String, Arc<str>>,
-    /// (tenant slug, username) → password hash (`None`: empty password).
-    users: HashMap<(Arc<str>, String), Option<NativeHash>>,
+    /// (tenant slug, username) → what its password is checked against.
+    users: HashMap<(Arc<str>, String), UserAuth>,
     /// Username → its tenant, for usernames that belong to one tenant only.
     unique_users: HashMap<String, Arc<str>>,
     backends: HashMap<u32, BackendRoute>,
@@ -97,8 +108,16 @@ impl RouteTable {
             let Some((slug, _)) = tenants.get_key_value(u.tenant.as_str()) else {
                 continue;
             };
-            let hash = u.native_hash().unwrap_or(None);
-            users.insert((slug.clone(), u.username.clone()), hash);
+            let native = u.native_hash().unwrap_or(None);
+            let sha2 = u
+                .password
+                .as_ref()
+                .filter(|p| !p.expose().is_empty())
+                .map(|p| Sha2Digest::from_password(p.expose().as_bytes()));
+            users.insert(
+                (slug.clone(), u.username.clone()),
+                UserAuth { native, sha2 },
+            );
             user_tenants
                 .entry(u.username.clone())
                 .or_default()
@@ -140,7 +159,15 @@ impl RouteTable {
     pub fn user(&self, tenant: &TenantId, username: &str) -> Option<Option<&NativeHash>> {
         self.users
             .get(&(tenant.0.clone(), username.to_string()))
-            .map(Option::as_ref)
+            .map(|u| u.native.as_ref())
+    }
+
+    /// The caching_sha2_password fast-path digest of `username` in `tenant`,
+    /// when the configuration gave its password in clear text.
+    pub fn user_sha2(&self, tenant: &TenantId, username: &str) -> Option<&Sha2Digest> {
+        self.users
+            .get(&(tenant.0.clone(), username.to_string()))
+            .and_then(|u| u.sha2.as_ref())
     }
 
     pub fn backend(&self, id: u32) -> Option<&BackendRoute> {

@@ -5,6 +5,7 @@
 pub mod faults;
 pub mod mariadb;
 pub mod raw;
+pub mod sha2;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct Setup {
     tenants: Vec<Tenant>,
     /// (username, tenant slug, password)
     users: Vec<(String, String, String)>,
+    /// (username, tenant slug, MariaDB `*HEX` password hash)
+    hashed_users: Vec<(String, String, String)>,
     order: Option<String>,
     tls: Option<(PathBuf, PathBuf)>,
     lease_timeout_ms: u64,
@@ -64,6 +67,7 @@ impl Setup {
             backends: vec![(1, s[0].addr(), 20), (2, s[1].addr(), 20)],
             tenants: Vec::new(),
             users: Vec::new(),
+            hashed_users: Vec::new(),
             order: None,
             tls: None,
             lease_timeout_ms: 5_000,
@@ -145,6 +149,17 @@ impl Setup {
         self
     }
 
+    /// A user declared by `password_hash` (MariaDB's `PASSWORD()` form) of
+    /// `password`, so silo never learns the clear text from its config.
+    pub fn user_with_hash(mut self, username: &str, tenant: &str, password: &str) -> Self {
+        use sha1::{Digest, Sha1};
+        let stage2 = Sha1::digest(Sha1::digest(password.as_bytes()));
+        let hex: String = stage2.iter().map(|b| format!("{b:02X}")).collect();
+        self.hashed_users
+            .push((username.into(), tenant.into(), format!("*{hex}")));
+        self
+    }
+
     pub fn toml(&self) -> String {
         let mut t = String::from("[listen]\nmysql = \"127.0.0.1:0\"\n");
         t += &format!(
@@ -194,6 +209,11 @@ max_queries_per_day = "unlimited"
         for (user, tenant, password) in &self.users {
             t += &format!(
                 "[[users]]\nusername = \"{user}\"\ntenant = \"{tenant}\"\npassword = \"{password}\"\n"
+            );
+        }
+        for (user, tenant, hash) in &self.hashed_users {
+            t += &format!(
+                "[[users]]\nusername = \"{user}\"\ntenant = \"{tenant}\"\npassword_hash = \"{hash}\"\n"
             );
         }
         t

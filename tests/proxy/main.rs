@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod caching_sha2;
 mod commands;
 mod faults;
 mod isolation;
