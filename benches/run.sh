@@ -36,6 +36,7 @@
 #   BENCH_MANY_CLIENTS     client connections in that part              [1000]
 #   BENCH_MANY_POOL        silo's backend max_connections in that part  [64]
 #   BENCH_MANY_MODE        silo's [pool] mode in that part              [transaction]
+#   BENCH_MODE             silo's [pool] mode in the 1/8/64 matrix      [transaction]
 #                          (session serves it only if BENCH_MANY_POOL >= clients)
 #   SILO_BIN               silo binary                  [target/release/silo]
 #   BENCH_OUT              results file           [target/bench-results.txt]
@@ -74,6 +75,7 @@ BENCH_MANY=${BENCH_MANY:-1}
 BENCH_MANY_CLIENTS=${BENCH_MANY_CLIENTS:-1000}
 BENCH_MANY_POOL=${BENCH_MANY_POOL:-64}
 BENCH_MANY_MODE=${BENCH_MANY_MODE:-transaction}
+BENCH_MODE=${BENCH_MODE:-transaction}
 SILO_BIN=${SILO_BIN:-$ROOT/target/release/silo}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench-results.txt}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
@@ -106,6 +108,7 @@ check_range BENCH_MANY "$BENCH_MANY" 0 1
 check_range BENCH_MANY_CLIENTS "$BENCH_MANY_CLIENTS" 1 10000
 check_range BENCH_MANY_POOL "$BENCH_MANY_POOL" 1 10000
 case $BENCH_MANY_MODE in session | transaction) ;; *) die "BENCH_MANY_MODE: '$BENCH_MANY_MODE' is not session or transaction" ;; esac
+case $BENCH_MODE in session | transaction) ;; *) die "BENCH_MODE: '$BENCH_MODE' is not session or transaction" ;; esac
 read -r -a THREADS <<<"$BENCH_THREADS"
 read -r -a PS_MODES <<<"$BENCH_PS_MODES"
 read -r -a TARGETS <<<"$BENCH_TARGETS"
@@ -447,7 +450,7 @@ SILO_OK=0
 if [ "$NEED_SILO" = 1 ]; then
     silo_backend_max=$((max_threads * 2))
     [ "$silo_backend_max" -ge 128 ] || silo_backend_max=128
-    write_silo_config "$TMP/silo.toml" "$SILO_PORT" session "$silo_backend_max" \
+    write_silo_config "$TMP/silo.toml" "$SILO_PORT" "$BENCH_MODE" "$silo_backend_max" \
         $((BENCH_IDLE_CONNS + max_threads * 2 + 100))
     if start_silo; then SILO_OK=1; else log "silo is left out of this run"; fi
 fi
@@ -769,7 +772,7 @@ REPORT=$TMP/report.txt
     echo "before the start: CPU ${BUSY_START}% busy over 2 s, load average $LOAD_START (anything else busy on the machine skews the figures)"
     echo "versions: $("$(mdb_find_bin mariadbd)" --version | sed 's/^.*Ver //'); $(haproxy -v 2>/dev/null | head -n1 | cut -d' ' -f1-3); $(sysbench --version); silo $silo_rev (${SILO_SRC:-$SILO_BIN}, $SILO_BUILT)"
     echo "workload: sysbench oltp_point_select, 1 table x $BENCH_TABLE_SIZE rows, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), targets interleaved per (threads, ps-mode), order rotated each round"
-    echo "haproxy: mode tcp, nbthread $BENCH_HAPROXY_THREADS; silo: pool mode session, clients log in as $APP_USER.$SLUG (username suffix); direct/haproxy log in as $DB_USER"
+    echo "haproxy: mode tcp, nbthread $BENCH_HAPROXY_THREADS; silo: pool mode $BENCH_MODE, clients log in as $APP_USER.$SLUG (username suffix); direct/haproxy log in as $DB_USER"
     echo "latency: p50/p99 from sysbench's --histogram (per query; point_select = 1 query per event), ms"
     echo "CPU: a process's utime+stime from /proc/PID/stat over the run (incl. connection setup) / queries in the run, in microseconds"
     if [ "$BENCH_MATRIX" = 1 ]; then

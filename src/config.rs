@@ -137,7 +137,9 @@ fn default_pool_mode() -> PoolMode {
     PoolMode::Transaction
 }
 fn default_statement_cache_size() -> usize {
-    256
+    // × a backend's max_connections should stay under the server's
+    // max_prepared_stmt_count (16382 by default).
+    128
 }
 fn default_lease_timeout_ms() -> u64 {
     5_000
@@ -741,7 +743,7 @@ password = "app-pass"
         let c = Config::from_toml(VALID).expect("valid");
         assert_eq!(c.listen.mysql, "127.0.0.1:6033".parse().unwrap());
         assert_eq!(c.pool.mode, PoolMode::Transaction);
-        assert_eq!(c.pool.statement_cache_size, 256);
+        assert_eq!(c.pool.statement_cache_size, 128);
         assert_eq!(c.identification.order.len(), 5);
         assert_eq!(c.plans[0].burst, Limit::Unlimited);
         assert_eq!(c.plans[0].max_backend_leases, Limit::Value(2));

@@ -104,6 +104,9 @@ pub struct BackendConn {
     /// The character-set variables of its login.
     baseline: SessionVars,
     pub statements: StatementCache,
+    /// What LAST_INSERT_ID() returns on this connection, when silo knows it
+    /// to be non-zero.
+    pub last_insert_id: u64,
 }
 
 impl std::fmt::Debug for BackendConn {
@@ -162,6 +165,7 @@ impl BackendConn {
             vars: SessionVars::default(),
             baseline: SessionVars::default(),
             statements: StatementCache::default(),
+            last_insert_id: 0,
         };
         let (_, greeting) = conn.read_control_packet().await?;
         if greeting.first() == Some(&0xFF) {
@@ -266,6 +270,7 @@ impl BackendConn {
         self.tracking = false;
         self.vars.clear();
         self.statements.clear();
+        self.last_insert_id = 0;
     }
 
     /// Brings the session to what a client expects: tracking on, the

@@ -95,6 +95,18 @@ impl Pins {
     }
 }
 
+impl std::fmt::Display for Pins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, reason) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(reason.name())?;
+        }
+        Ok(())
+    }
+}
+
 /// Lease and pin counters of one backend or one tenant.
 #[derive(Debug, Default)]
 pub struct PinCounters {

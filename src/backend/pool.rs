@@ -125,11 +125,21 @@ impl Pool {
     ) -> Result<Lease, BackendError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
+        // Fast path, the common case in transaction mode: an idle connection
+        // is there, no need to register as a waiter first.
+        let mut ready = self.take(identity, profile);
         loop {
             let returned = self.returned.notified();
             tokio::pin!(returned);
-            returned.as_mut().enable();
-            let grant = match self.take(identity, profile) {
+            let taken = match ready.take() {
+                Some(grant) => Some(grant),
+                None => {
+                    // Registered before looking, so a return in between wakes us.
+                    returned.as_mut().enable();
+                    self.take(identity, profile)
+                }
+            };
+            let grant = match taken {
                 // Capabilities are fixed at connect: a connection of another
                 // profile gives its slot to a new one.
                 Some(Grant::Other(conn)) if conn.profile != profile => {

@@ -416,6 +416,10 @@ impl Session {
             self.skip_command().await?;
             return self.reply_error(&error).await;
         }
+        if let Err(error) = self.replay_insert_id(traits).await {
+            self.skip_command().await?;
+            return self.reply_error(&error).await;
+        }
         match self.forward_command(true).await? {
             Flow::Continue => {}
             Flow::End => return Ok(Flow::End),
@@ -423,6 +427,34 @@ impl Session {
         self.relay_after_forward(kind, traits)
             .await
             .map(|(flow, _)| flow)
+    }
+
+    /// LAST_INSERT_ID() belongs to the connection: before a statement that
+    /// calls it runs on a connection whose value is not the client's, the
+    /// client's is set there (`DO LAST_INSERT_ID(n)`, 0 for none).
+    pub(super) async fn replay_insert_id(&mut self, traits: &SqlTraits) -> Result<(), ServerError> {
+        let wanted = self.state.last_insert_id;
+        if !traits.last_insert_id {
+            return Ok(());
+        }
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        let conn = lease.conn();
+        if conn.last_insert_id == wanted {
+            return Ok(());
+        }
+        match conn.execute(&format!("DO LAST_INSERT_ID({wanted})")).await {
+            Ok(()) => {
+                conn.last_insert_id = wanted;
+                Ok(())
+            }
+            Err(e) => {
+                let error = self.backend_error(&e);
+                self.drop_lease();
+                Err(error)
+            }
+        }
     }
 
     /// The response part of [`Session::relay`], for callers that forwarded
@@ -445,6 +477,12 @@ impl Session {
         }
         let status = scanner.final_status();
         self.state.on_response_end(status, traits, &notes);
+        if scanner.insert_id() != 0 {
+            self.state.last_insert_id = scanner.insert_id();
+            if let Some(lease) = self.lease.as_mut() {
+                lease.conn().last_insert_id = scanner.insert_id();
+            }
+        }
         if notes.tracked
             && let Some(lease) = self.lease.as_mut()
         {
@@ -468,6 +506,7 @@ impl Session {
         };
         let added = pins.added_since(self.pinned);
         if !added.is_empty() {
+            debug!(conn = self.handle.id, tenant = %self.tenant.id, reasons = %added, "session pinned to its backend connection");
             let backend = &lease.pool().stats.pins;
             backend.count_pins(added);
             self.tenant_pins.count_pins(added);

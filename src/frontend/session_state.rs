@@ -48,6 +48,8 @@ pub struct SessionState {
     pub vars: SessionVars,
     /// The client's current database.
     pub schema: String,
+    /// What LAST_INSERT_ID() returns in the client's session (0: unset).
+    pub last_insert_id: u64,
     in_transaction: bool,
     /// `SET TRANSACTION …` applies to the next transaction only.
     next_transaction: bool,

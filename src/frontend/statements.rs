@@ -140,6 +140,11 @@ impl Session {
                 return self.reply_error(&error).await;
             }
         };
+        if let Err(error) = self.replay_insert_id(&traits).await {
+            self.skip_command().await?;
+            self.settle();
+            return self.reply_error(&error).await;
+        }
         self.rewrite_id(backend_id);
         let types = self
             .state

@@ -65,6 +65,8 @@ pub struct ResponseScanner {
     status: StatusFlags,
     has_status: bool,
     error: bool,
+    /// The last non-zero last-insert-id of the OK packets seen.
+    insert_id: u64,
 }
 
 impl ResponseScanner {
@@ -92,6 +94,7 @@ impl ResponseScanner {
             status: StatusFlags::empty(),
             has_status: false,
             error: false,
+            insert_id: 0,
         })
     }
 
@@ -105,6 +108,12 @@ impl ResponseScanner {
     /// string).
     pub fn final_status(&self) -> Option<StatusFlags> {
         (self.has_status && !self.error).then_some(self.status)
+    }
+
+    /// The id `LAST_INSERT_ID()` returns after this response, when one of
+    /// its statements generated one (0 otherwise).
+    pub fn insert_id(&self) -> u64 {
+        self.insert_id
     }
 
     /// Whether the response ended with an ERR packet.
@@ -191,6 +200,9 @@ impl ResponseScanner {
             (State::First, Some(0x00)) => {
                 self.status = ok_status(peek)?;
                 self.has_status = true;
+                if let Some(id) = ok_insert_id(peek).filter(|id| *id != 0) {
+                    self.insert_id = id;
+                }
                 self.after_result()
             }
             (State::First, Some(0xFF)) => self.on_error(),
@@ -332,6 +344,13 @@ fn ok_status(peek: &[u8]) -> Result<StatusFlags, ProtocolError> {
     let rest = rest.get(a..).ok_or_else(malformed)?;
     let (_, b) = lenenc_int(rest).ok_or_else(malformed)?;
     flags_at(rest, b).ok_or_else(malformed)
+}
+
+/// The last-insert-id field of an OK packet.
+fn ok_insert_id(peek: &[u8]) -> Option<u64> {
+    let rest = peek.get(1..)?;
+    let (_, a) = lenenc_int(rest)?;
+    lenenc_int(rest.get(a..)?).map(|(id, _)| id)
 }
 
 /// Status flags of a classic EOF packet: 0xFE, warnings (2), status (2).

@@ -40,6 +40,8 @@ pub struct SqlTraits {
     pub release_all_locks: bool,
     /// `FLUSH TABLES … WITH READ LOCK`.
     pub read_lock: bool,
+    /// Calls LAST_INSERT_ID(), whose value belongs to the connection.
+    pub last_insert_id: bool,
 }
 
 impl SqlTraits {
@@ -155,6 +157,8 @@ impl SqlTraits {
                 self.release_lock = self.release_lock.saturating_add(1);
             } else if is(b"RELEASE_ALL_LOCKS") {
                 self.release_all_locks = true;
+            } else if is(b"LAST_INSERT_ID") {
+                self.last_insert_id = true;
             }
         }
     }
@@ -252,6 +256,13 @@ mod tests {
         assert!(t("select release_all_locks()").release_all_locks);
         assert_eq!(t("select 'get_lock(' from t").get_lock, 0);
         assert_eq!(t("select get_lock_x('a')").get_lock, 0);
+    }
+
+    #[test]
+    fn last_insert_id_calls() {
+        assert!(t("SELECT LAST_INSERT_ID()").last_insert_id);
+        assert!(t("insert into t values (last_insert_id())").last_insert_id);
+        assert!(!t("select 'last_insert_id()'").last_insert_id);
     }
 
     #[test]

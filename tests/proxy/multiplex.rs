@@ -283,6 +283,39 @@ async fn variables_and_schema_follow_the_client_to_another_connection() {
 }
 
 #[tokio::test]
+async fn last_insert_id_follows_the_client() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("lastid", 1).await;
+    let silo = setup.start().await;
+    let mut a = silo.app(&acme).await;
+    let mut b = silo.app(&acme).await;
+    run(
+        &mut a,
+        "CREATE TABLE auto (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
+    )
+    .await;
+    run(&mut a, "INSERT INTO auto (v) VALUES (1), (2)").await;
+    run(&mut a, "INSERT INTO auto (v) VALUES (3)").await;
+    let first = backend_thread(&mut a).await;
+    run(&mut b, "BEGIN").await;
+    assert_eq!(
+        backend_thread(&mut b).await,
+        first,
+        "b holds a's connection"
+    );
+    let (id, thread): (u64, u64) = a
+        .query_first("SELECT LAST_INSERT_ID(), CONNECTION_ID()")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(thread, first, "a moved");
+    assert_eq!(id, 3, "a's own last insert id");
+    let theirs: Option<u64> = b.query_first("SELECT LAST_INSERT_ID()").await.unwrap();
+    assert_eq!(theirs, Some(0), "b's session generated none");
+    run(&mut b, "COMMIT").await;
+}
+
+#[tokio::test]
 async fn autocommit_off_pins_each_implicit_transaction() {
     let mut setup = Setup::new();
     let acme = setup.tenant("autocommit", 2).await;
