@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use mysql_async::prelude::*;
+use silo::backend::pins::PinReason;
+use silo::routing::TenantId;
 
 use crate::common::mariadb::processlist_count;
 use crate::common::raw::{RawClient, err_code};
@@ -241,6 +243,16 @@ async fn cursors_and_long_data_are_relayed() {
         0,
         "cursor exists"
     );
+    // The cursor pins the session to its backend connection.
+    assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
+    let pins = || {
+        silo.ctx
+            .tenant_pins
+            .snapshot(&TenantId(acme.slug.as_str().into()))
+            .unwrap_or_default()
+    };
+    assert_eq!(pins().pinned, 1);
+    assert_eq!(pins().pins(PinReason::Cursor), 1);
 
     // COM_STMT_FETCH two rows at a time: 2 rows, then the last one.
     let mut fetch = vec![0x1C];
@@ -258,6 +270,9 @@ async fn cursors_and_long_data_are_relayed() {
         }
         assert_eq!(rows, expected);
     }
+    // The last row was sent: the cursor is closed and the pin gone.
+    assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
+    assert_eq!(pins().pinned, 0);
     let mut close = vec![0x19];
     close.extend_from_slice(&stmt);
     raw.send(0, &close).await;
@@ -280,6 +295,10 @@ async fn cursors_and_long_data_are_relayed() {
         long_data.extend_from_slice(&chunk);
         raw.send(0, &long_data).await;
     }
+    // Long data waits on the server: pinned until the execute.
+    assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
+    assert_eq!(pins().pins(PinReason::LongData), 1);
+    assert_eq!(pins().pinned, 1);
     let mut execute = vec![0x17];
     execute.extend_from_slice(&stmt);
     execute.extend_from_slice(&[0x00, 1, 0, 0, 0]);
