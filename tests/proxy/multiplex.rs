@@ -89,6 +89,7 @@ async fn each_pin_reason_holds_the_connection_until_its_state_is_gone() {
     ];
     for (name, pin, reason, unpin) in cases {
         let before = pins(&silo, &acme);
+        let backend_before = silo.pool(1).stats.pins.snapshot();
         for sql in *pin {
             run(&mut c, sql).await;
         }
@@ -101,6 +102,14 @@ async fn each_pin_reason_holds_the_connection_until_its_state_is_gone() {
             before.pins(*reason) + 1,
             "{name}: counted as {reason:?}"
         );
+        let backend = silo.pool(1).stats.pins.snapshot();
+        assert_eq!(backend.pinned, 1, "{name}: pinned on the backend");
+        assert_eq!(
+            backend.pins(*reason),
+            backend_before.pins(*reason) + 1,
+            "{name}: counted for the backend"
+        );
+        assert!(backend.leases > backend_before.leases);
         assert_eq!(
             backend_thread(&mut c).await,
             thread,
