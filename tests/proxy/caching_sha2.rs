@@ -1,7 +1,7 @@
 //! caching_sha2_password for clients that name it (MySQL 8+ connectors):
 //! fast path, full authentication over TLS and over plain TCP with RSA, the
 //! digest cache, refusals, COM_CHANGE_USER, and Connector/C's plugin through
-//! the `mariadb` CLI.
+//! the `mariadb` CLI and, for change-user, a small C program.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -475,6 +475,78 @@ async fn the_mariadb_cli_logs_in_with_caching_sha2_password() {
         assert!(!ok);
         assert!(stderr.contains("ERROR 1045 (28000)"), "tls={tls}: {stderr}");
     }
+}
+
+/// Connector/C's mysql_change_user() with its caching_sha2_password plugin
+/// (the `mariadb` CLI never calls it: its `connect` opens a new connection),
+/// through a small C program built here against the installed libmariadb.
+#[tokio::test]
+async fn connector_c_changes_user_with_caching_sha2_password() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 2).await;
+    let setup = setup.user_with_hash("hashed", &globex.slug, HASHED_PASSWORD);
+    let silo = setup.start().await;
+    let acme_app = format!("app.{}", acme.slug);
+    let globex_app = format!("app.{}", globex.slug);
+    let globex_hashed = format!("hashed.{}", globex.slug);
+
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("change_user");
+    let built = std::process::Command::new("cc")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/connector_c/change_user.c"
+        ))
+        .arg("-o")
+        .arg(&program)
+        .arg("-l:libmariadb.so.3")
+        .output()
+        .expect("cc runs");
+    assert!(
+        built.status.success(),
+        "building against libmariadb.so.3: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let port = silo.addr.port().to_string();
+    // Full authentication over RSA (plain TCP), the fast path from the
+    // configuration's clear text, the fast path from the cached digest, and
+    // a wrong password.
+    let out = bounded(
+        "Connector/C change_user",
+        tokio::process::Command::new(&program)
+            .args([&port, &acme_app, APP_PASSWORD])
+            .args([&globex_hashed, HASHED_PASSWORD])
+            .args([&acme_app, APP_PASSWORD])
+            .args([&globex_hashed, HASHED_PASSWORD])
+            .args([&globex_app, WRONG])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_item = format!("{} one", acme.slug);
+    let globex_item = format!("{} one", globex.slug);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            acme_item.as_str(),
+            &globex_item,
+            &acme_item,
+            &globex_item,
+            "change_user error 1045"
+        ]
+    );
+    // The digest was cached by caching_sha2_password's full authentication
+    // (mysql_native_password would cache nothing): the plugin really spoke.
+    let fast = login(silo.addr, &globex_hashed, HASHED_PASSWORD, &plain()).await;
+    assert_eq!(fast.trace.statuses, [3]);
 }
 
 #[tokio::test]
