@@ -15,7 +15,7 @@ use super::error::LoginError;
 use super::login::{self, Claim, MAX_LOGIN_PACKET, Who};
 use super::stream::{ClientConn, ClientStream};
 use crate::protocol::ServerError;
-use crate::protocol::auth::{NativeHash, SCRAMBLE_LEN};
+use crate::protocol::auth::{self, NativeHash, SCRAMBLE_LEN};
 use crate::protocol::caching_sha2::{
     self as sha2, CACHING_SHA2_PLUGIN, FAST_AUTH_SUCCESS, PERFORM_FULL_AUTHENTICATION,
     REQUEST_PUBLIC_KEY, RsaKey, Sha2Digest,
@@ -125,9 +125,10 @@ pub fn wants_caching_sha2(plugin: Option<&[u8]>) -> bool {
     plugin == Some(CACHING_SHA2_PLUGIN.as_bytes())
 }
 
-/// Runs caching_sha2_password with a client whose HandshakeResponse named it
-/// and carried `first`; `seq` is left at the sequence id of the packet that
-/// ends the login (OK or ERR). The verdict is [`login::decide`]'s.
+/// Runs caching_sha2_password with a client that named it and sent `first`
+/// over `nonce` (`None`: it is asked for with an AuthSwitchRequest carrying
+/// `nonce`); `seq` is left at the sequence id of the packet that ends the
+/// exchange (OK or ERR). The verdict is [`login::decide`]'s.
 ///
 /// # Errors
 /// See [`LoginError`]; a wrong password is the same refusal as on the
@@ -137,22 +138,19 @@ pub async fn authenticate(
     client: &mut ClientConn,
     nonce: &[u8; SCRAMBLE_LEN],
     seq: &mut u8,
-    first: Vec<u8>,
+    first: Option<Vec<u8>>,
     who: &Who<'_>,
 ) -> Result<(Arc<TenantRoute>, String), LoginError> {
-    // An empty first response is either an empty password or a client that
-    // prepared its data for the greeting's plugin and waits to be asked
-    // (libmysqlclient, Connector/C): asking again with the same nonce
-    // serves both.
-    let first = if first.is_empty() {
-        ask(
-            client,
-            seq,
-            &handshake::auth_switch_request_to(CACHING_SHA2_PLUGIN, nonce),
-        )
-        .await?
-    } else {
-        first
+    let first = match first {
+        Some(first) => first,
+        None => {
+            ask(
+                client,
+                seq,
+                &handshake::auth_switch_request_to(CACHING_SHA2_PLUGIN, nonce),
+            )
+            .await?
+        }
     };
     let claim = login::identify(ctx, who)?;
     let stored = claim.stored_hash();
@@ -218,6 +216,25 @@ pub async fn authenticate(
     }
     debug!(user = %claim.shown_user, tenant = %claim.tenant.id, "caching_sha2_password full authentication");
     login::decide(&claim, verified)
+}
+
+/// COM_CHANGE_USER from a client that names caching_sha2_password, answered
+/// as MySQL 8+ does: an AuthSwitchRequest to caching_sha2_password with a
+/// fresh nonce, then the login's exchange over it. Whatever the
+/// COM_CHANGE_USER carried is not used: libmysqlclient sends nothing there
+/// and waits for a nonce, and connectors that send a scramble over the
+/// greeting's nonce follow the switch, since MySQL always sends it.
+///
+/// # Errors
+/// See [`authenticate`].
+pub async fn change_user(
+    ctx: &Context,
+    client: &mut ClientConn,
+    seq: &mut u8,
+    who: &Who<'_>,
+) -> Result<(Arc<TenantRoute>, String), LoginError> {
+    let nonce = auth::new_scramble().map_err(|_| LoginError::Random)?;
+    authenticate(ctx, client, &nonce, seq, None, who).await
 }
 
 /// The digest the fast path checks against: from the configuration's clear

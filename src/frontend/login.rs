@@ -235,7 +235,11 @@ pub async fn login(
             attributes: &login.attributes,
             sni: sni.as_deref(),
         };
-        let first = login.auth_response.clone();
+        // An empty first response is either an empty password or a client
+        // that prepared its data for the greeting's plugin and waits to be
+        // asked (libmysqlclient, Connector/C): asking again with the same
+        // nonce serves both.
+        let first = Some(login.auth_response.clone()).filter(|r| !r.is_empty());
         caching_sha2::authenticate(ctx, client, &scramble, seq, first, &who).await?
     } else {
         let token = if wants_switch(plugin, capabilities) {

@@ -710,8 +710,9 @@ impl Session {
         Flow::End
     }
 
-    /// COM_CHANGE_USER: authenticate again and route to the (possibly new)
-    /// tenant; the old backend connection is released and reset first.
+    /// COM_CHANGE_USER: authenticate again (caching_sha2_password for clients
+    /// that name it, else mysql_native_password) and route to the (possibly
+    /// new) tenant; the old backend connection is released and reset first.
     async fn change_user(&mut self, payload: &[u8]) -> Result<Flow, PacketError> {
         let parsed = match handshake::parse_change_user(
             payload.get(1..).unwrap_or_default(),
@@ -726,24 +727,6 @@ impl Session {
             }
         };
         let mut seq = 1u8;
-        let mut scramble = self.scramble;
-        let token = if login::wants_switch(parsed.auth_plugin.as_deref(), self.capabilities) {
-            scramble = match auth::new_scramble() {
-                Ok(s) => s,
-                Err(_) => {
-                    self.client
-                        .send_error(1, &ServerError::internal(u64::from(self.handle.id)))
-                        .await;
-                    return Ok(Flow::End);
-                }
-            };
-            match login::switch_to_native(&mut self.client, &scramble, &mut seq).await {
-                Ok(token) => token,
-                Err(_) => return Ok(Flow::End),
-            }
-        } else {
-            parsed.auth_response.clone()
-        };
         let user = String::from_utf8_lossy(&parsed.user).into_owned();
         let database = parsed
             .database
@@ -754,17 +737,49 @@ impl Session {
         } else {
             parsed.attributes.clone()
         };
-        let result = login::authenticate(
-            &self.ctx,
-            &Credentials {
+        let sha2 = self
+            .capabilities
+            .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
+            && super::caching_sha2::wants_caching_sha2(parsed.auth_plugin.as_deref());
+        let result = if sha2 {
+            let who = login::Who {
                 user: &user,
                 database: database.as_deref(),
                 attributes: &attributes,
                 sni: self.sni.as_deref(),
-                scramble: &scramble,
-                token: &token,
-            },
-        );
+            };
+            super::caching_sha2::change_user(&self.ctx, &mut self.client, &mut seq, &who).await
+        } else {
+            let mut scramble = self.scramble;
+            let token = if login::wants_switch(parsed.auth_plugin.as_deref(), self.capabilities) {
+                scramble = match auth::new_scramble() {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.client
+                            .send_error(1, &ServerError::internal(u64::from(self.handle.id)))
+                            .await;
+                        return Ok(Flow::End);
+                    }
+                };
+                match login::switch_to_native(&mut self.client, &scramble, &mut seq).await {
+                    Ok(token) => token,
+                    Err(_) => return Ok(Flow::End),
+                }
+            } else {
+                parsed.auth_response.clone()
+            };
+            login::authenticate(
+                &self.ctx,
+                &Credentials {
+                    user: &user,
+                    database: database.as_deref(),
+                    attributes: &attributes,
+                    sni: self.sni.as_deref(),
+                    scramble: &scramble,
+                    token: &token,
+                },
+            )
+        };
         match result {
             Ok((tenant, username)) => {
                 self.end_lease();

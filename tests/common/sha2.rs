@@ -55,6 +55,10 @@ pub struct Trace {
 pub struct Sha2Client {
     stream: Box<dyn Stream>,
     buf: BytesMut,
+    /// The greeting's nonce, which a COM_CHANGE_USER's scramble is over.
+    nonce: Vec<u8>,
+    tls: bool,
+    /// What the server did during the login, or the last change of user.
     pub trace: Trace,
 }
 
@@ -128,14 +132,15 @@ impl Sha2Client {
         let mut client = Sha2Client {
             stream: Box::new(tcp),
             buf: BytesMut::new(),
+            nonce: Vec::new(),
+            tls: opts.tls_cert.is_some(),
             trace: Trace::default(),
         };
         let (_, greeting) = client.read_packet().await.expect("greeting");
         let greeting = handshake::parse_greeting(&greeting).expect("greeting parses");
-        let nonce = greeting.scramble.clone();
+        client.nonce = greeting.scramble.clone();
         let mut seq = 1u8;
         let mut caps = caps();
-        let tls = opts.tls_cert.is_some();
         if let Some(cert) = &opts.tls_cert {
             caps |= CapabilityFlags::CLIENT_SSL;
             let mut request = Vec::new();
@@ -149,11 +154,7 @@ impl Sha2Client {
                 .expect("TLS handshake");
             client.stream = Box::new(tls);
         }
-        let first = if opts.empty_first {
-            Vec::new()
-        } else {
-            scramble(&nonce, password)
-        };
+        let first = client.first_response(password, opts);
         let mut response = Vec::new();
         HandshakeResponse::new(
             Some(&first[..]),
@@ -167,60 +168,97 @@ impl Sha2Client {
         )
         .serialize(&mut response);
         client.send(seq, &response).await;
-        let mut nonce = nonce;
+        match client.follow(password, opts).await {
+            Ok(()) => Ok(client),
+            Err(err) => Err(Refused {
+                err,
+                trace: client.trace,
+            }),
+        }
+    }
+
+    /// Sends COM_CHANGE_USER naming caching_sha2_password, with a scramble
+    /// over the greeting's nonce (as mysql_async or Connector/Python do) or,
+    /// with `empty_first`, nothing (as libmysqlclient does), then follows
+    /// the server. `Err` carries its ERR; the trace is this change's.
+    pub async fn change_user(
+        &mut self,
+        user: &str,
+        password: &str,
+        opts: &Sha2Opts,
+    ) -> Result<(), Refused> {
+        self.trace = Trace::default();
+        let first = self.first_response(password, opts);
+        let mut command = vec![0x11];
+        command.extend_from_slice(user.as_bytes());
+        command.push(0);
+        command.push(u8::try_from(first.len()).expect("short response"));
+        command.extend_from_slice(&first);
+        command.push(0); // no database: the tenant's
+        command.extend_from_slice(&45u16.to_le_bytes());
+        command.extend_from_slice(PLUGIN.as_bytes());
+        command.push(0);
+        self.send(0, &command).await;
+        self.follow(password, opts).await.map_err(|err| Refused {
+            err,
+            trace: self.trace.clone(),
+        })
+    }
+
+    fn first_response(&self, password: &str, opts: &Sha2Opts) -> Vec<u8> {
+        if opts.empty_first {
+            Vec::new()
+        } else {
+            scramble(&self.nonce, password)
+        }
+    }
+
+    /// Follows the server through the exchange to its OK (`Ok`) or ERR.
+    async fn follow(&mut self, password: &str, opts: &Sha2Opts) -> Result<(), Vec<u8>> {
+        let mut nonce = self.nonce.clone();
         loop {
-            let (got, reply) = client.read_packet().await.expect("login reply");
-            seq = got.wrapping_add(1);
+            let (got, reply) = self.read_packet().await.expect("login reply");
+            let mut seq = got.wrapping_add(1);
             match reply.first() {
-                Some(0x00) => return Ok(client),
-                Some(0xFF) => {
-                    return Err(Refused {
-                        err: reply,
-                        trace: client.trace,
-                    });
-                }
+                Some(0x00) => return Ok(()),
+                Some(0xFF) => return Err(reply),
                 Some(0xFE) => {
                     let (plugin, data) = handshake::parse_auth_switch(&reply).expect("switch");
-                    client
-                        .trace
+                    self.trace
                         .switches
                         .push(String::from_utf8_lossy(plugin).into_owned());
                     assert_eq!(plugin, PLUGIN.as_bytes(), "switched to another plugin");
                     nonce = data.to_vec();
                     let answer = scramble(&nonce, password);
-                    client.send(seq, &answer).await;
+                    self.send(seq, &answer).await;
                 }
                 Some(0x01) if reply.len() == 2 => {
-                    client.trace.statuses.push(reply[1]);
+                    self.trace.statuses.push(reply[1]);
                     match reply[1] {
                         0x03 => {}
-                        0x04 if tls => {
+                        0x04 if self.tls => {
                             let mut clear = password.as_bytes().to_vec();
                             clear.push(0);
-                            client.send(seq, &clear).await;
+                            self.send(seq, &clear).await;
                         }
                         0x04 => {
                             let pem = match &opts.pinned_key {
                                 Some(pem) => pem.clone(),
                                 None => {
-                                    client.send(seq, &[0x02]).await;
-                                    let (got, key) =
-                                        client.read_packet().await.expect("public key");
+                                    self.send(seq, &[0x02]).await;
+                                    let (got, key) = self.read_packet().await.expect("public key");
                                     if key.first() == Some(&0xFF) {
-                                        return Err(Refused {
-                                            err: key,
-                                            trace: client.trace,
-                                        });
+                                        return Err(key);
                                     }
                                     assert_eq!(key.first(), Some(&0x01), "public key packet");
                                     seq = got.wrapping_add(1);
                                     let pem = String::from_utf8(key[1..].to_vec()).expect("PEM");
-                                    client.trace.public_key = Some(pem.clone());
+                                    self.trace.public_key = Some(pem.clone());
                                     pem
                                 }
                             };
                             let encrypted = rsa_password(password, &nonce, &pem);
-                            client.send(seq, &encrypted).await;
+                            self.send(seq, &encrypted).await;
                         }
                         other => panic!("unexpected AuthMoreData status {other}"),
                     }
@@ -240,12 +278,15 @@ impl Sha2Client {
         let mut client = Sha2Client {
             stream: Box::new(tcp),
             buf: BytesMut::new(),
+            nonce: Vec::new(),
+            tls: false,
             trace: Trace::default(),
         };
         let (_, greeting) = client.read_packet().await.expect("greeting");
         let nonce = handshake::parse_greeting(&greeting)
             .expect("greeting parses")
             .scramble;
+        client.nonce = nonce.clone();
         let mut response = Vec::new();
         HandshakeResponse::new(
             Some(first),

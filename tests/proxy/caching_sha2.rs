@@ -1,6 +1,7 @@
 //! caching_sha2_password for clients that name it (MySQL 8+ connectors):
 //! fast path, full authentication over TLS and over plain TCP with RSA, the
-//! digest cache, refusals, and Connector/C's plugin through the `mariadb` CLI.
+//! digest cache, refusals, COM_CHANGE_USER, and Connector/C's plugin through
+//! the `mariadb` CLI and, for change-user, a small C program.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -288,6 +289,129 @@ async fn without_an_rsa_key_plain_full_auth_is_refused_clearly() {
     assert_eq!(fast.trace.statuses, [3]);
 }
 
+async fn change_user(client: &mut Sha2Client, user: &str, password: &str, opts: &Sha2Opts) {
+    if let Err(refused) = client.change_user(user, password, opts).await {
+        panic!(
+            "change of user refused: {:?} {} after {:?}",
+            refused.code(),
+            refused.message(),
+            refused.trace
+        );
+    }
+}
+
+/// COM_CHANGE_USER naming caching_sha2_password is answered as MySQL 8+
+/// answers it: an AuthSwitchRequest to caching_sha2_password with a fresh
+/// nonce, then the fast path or full authentication (RSA on plain TCP, clear
+/// text over TLS), and the session is routed to the new tenant.
+#[tokio::test]
+async fn change_user_speaks_caching_sha2_password() {
+    let (_dir, cert, key) = tls_files();
+    let mut setup = Setup::new().tls(cert.clone(), key);
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 2).await;
+    let setup = setup
+        .user_with_hash("hashed", &globex.slug, HASHED_PASSWORD)
+        .user_with_hash("hashed", &acme.slug, HASHED_PASSWORD);
+    let silo = setup.start().await;
+    let acme_app = format!("app.{}", acme.slug);
+    let globex_app = format!("app.{}", globex.slug);
+    let globex_hashed = format!("hashed.{}", globex.slug);
+    let acme_hashed = format!("hashed.{}", acme.slug);
+    let item = "SELECT name FROM items WHERE id = 1";
+
+    let mut conn = login(silo.addr, &acme_app, APP_PASSWORD, &plain()).await;
+    assert_eq!(conn.query_one(item).await, format!("{} one", acme.slug));
+
+    // The configuration knows the clear text: fast path at once.
+    change_user(&mut conn, &globex_app, APP_PASSWORD, &plain()).await;
+    assert_eq!(conn.trace.switches, [PLUGIN]);
+    assert_eq!(conn.trace.statuses, [3]);
+    assert_eq!(conn.query_one(item).await, format!("{} one", globex.slug));
+    assert_eq!(
+        conn.query_one("SELECT DATABASE()").await,
+        globex.db.database
+    );
+
+    // Nothing cached for a hashed user: full authentication over RSA on
+    // plain TCP, the password XORed with the switch's nonce.
+    change_user(&mut conn, &globex_hashed, HASHED_PASSWORD, &plain()).await;
+    assert_eq!(conn.trace.switches, [PLUGIN]);
+    assert_eq!(conn.trace.statuses, [4]);
+    assert!(conn.trace.public_key.is_some());
+    assert_eq!(conn.query_one(item).await, format!("{} one", globex.slug));
+
+    // Cached now: back and forth on the fast path, also for a client that
+    // sends nothing in the COM_CHANGE_USER and waits for the nonce, as
+    // libmysqlclient does.
+    change_user(&mut conn, &acme_app, APP_PASSWORD, &plain()).await;
+    assert_eq!(conn.query_one(item).await, format!("{} one", acme.slug));
+    let lazy = Sha2Opts {
+        empty_first: true,
+        ..Sha2Opts::default()
+    };
+    change_user(&mut conn, &globex_hashed, HASHED_PASSWORD, &lazy).await;
+    assert_eq!(conn.trace.switches, [PLUGIN]);
+    assert_eq!(conn.trace.statuses, [3]);
+    assert_eq!(conn.query_one(item).await, format!("{} one", globex.slug));
+
+    // Over TLS, full authentication takes the clear-text password.
+    let mut secure = login(silo.addr, &globex_app, APP_PASSWORD, &tls(&cert)).await;
+    assert_eq!(secure.query_one(item).await, format!("{} one", globex.slug));
+    change_user(&mut secure, &acme_hashed, HASHED_PASSWORD, &tls(&cert)).await;
+    assert_eq!(secure.trace.switches, [PLUGIN]);
+    assert_eq!(secure.trace.statuses, [4]);
+    assert_eq!(secure.trace.public_key, None);
+    assert_eq!(secure.query_one(item).await, format!("{} one", acme.slug));
+}
+
+#[tokio::test]
+async fn change_user_with_a_wrong_password_is_refused_and_closed() {
+    let (_dir, cert, key) = tls_files();
+    let mut setup = Setup::new().tls(cert.clone(), key);
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 2).await;
+    let setup = setup.user_with_hash("hashed", &globex.slug, HASHED_PASSWORD);
+    let silo = setup.start().await;
+    let acme_app = format!("app.{}", acme.slug);
+    let globex_app = format!("app.{}", globex.slug);
+    let globex_hashed = format!("hashed.{}", globex.slug);
+
+    // A wrong scramble for a known digest, then a wrong password through
+    // RSA and over TLS: each is 1045 and the connection closes.
+    for (user, opts, statuses) in [
+        (&globex_app, plain(), vec![4]),
+        (&globex_hashed, plain(), vec![4]),
+        (&globex_hashed, tls(&cert), vec![4]),
+    ] {
+        let mut conn = login(silo.addr, &acme_app, APP_PASSWORD, &opts).await;
+        assert_eq!(conn.query_one("SELECT COUNT(*) FROM items").await, "3");
+        let refused = match conn.change_user(user, WRONG, &opts).await {
+            Ok(()) => panic!("change of user to {user} accepted a wrong password"),
+            Err(refused) => refused,
+        };
+        assert_eq!(refused.code(), Some(1045), "{}", refused.message());
+        assert!(
+            refused.message().contains("Access denied"),
+            "{}",
+            refused.message()
+        );
+        assert_eq!(refused.trace.switches, [PLUGIN]);
+        assert_eq!(refused.trace.statuses, statuses);
+        assert!(conn.read_packet().await.is_none(), "connection closed");
+    }
+
+    // Nothing was cached by the refusals: the right password still needs
+    // full authentication.
+    let mut conn = login(silo.addr, &acme_app, APP_PASSWORD, &plain()).await;
+    change_user(&mut conn, &globex_hashed, HASHED_PASSWORD, &plain()).await;
+    assert_eq!(conn.trace.statuses, [4]);
+    assert_eq!(
+        conn.query_one("SELECT name FROM items WHERE id = 1").await,
+        format!("{} one", globex.slug)
+    );
+}
+
 /// The `mariadb` CLI with caching_sha2_password: (success, stdout, stderr).
 /// `tls`: `--ssl`, `--skip-ssl`, or the client's default.
 async fn cli_sha2(
@@ -351,6 +475,78 @@ async fn the_mariadb_cli_logs_in_with_caching_sha2_password() {
         assert!(!ok);
         assert!(stderr.contains("ERROR 1045 (28000)"), "tls={tls}: {stderr}");
     }
+}
+
+/// Connector/C's mysql_change_user() with its caching_sha2_password plugin
+/// (the `mariadb` CLI never calls it: its `connect` opens a new connection),
+/// through a small C program built here against the installed libmariadb.
+#[tokio::test]
+async fn connector_c_changes_user_with_caching_sha2_password() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("acme", 1).await;
+    let globex = setup.tenant("globex", 2).await;
+    let setup = setup.user_with_hash("hashed", &globex.slug, HASHED_PASSWORD);
+    let silo = setup.start().await;
+    let acme_app = format!("app.{}", acme.slug);
+    let globex_app = format!("app.{}", globex.slug);
+    let globex_hashed = format!("hashed.{}", globex.slug);
+
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("change_user");
+    let built = std::process::Command::new("cc")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/connector_c/change_user.c"
+        ))
+        .arg("-o")
+        .arg(&program)
+        .arg("-l:libmariadb.so.3")
+        .output()
+        .expect("cc runs");
+    assert!(
+        built.status.success(),
+        "building against libmariadb.so.3: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let port = silo.addr.port().to_string();
+    // Full authentication over RSA (plain TCP), the fast path from the
+    // configuration's clear text, the fast path from the cached digest, and
+    // a wrong password.
+    let out = bounded(
+        "Connector/C change_user",
+        tokio::process::Command::new(&program)
+            .args([&port, &acme_app, APP_PASSWORD])
+            .args([&globex_hashed, HASHED_PASSWORD])
+            .args([&acme_app, APP_PASSWORD])
+            .args([&globex_hashed, HASHED_PASSWORD])
+            .args([&globex_app, WRONG])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the program runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acme_item = format!("{} one", acme.slug);
+    let globex_item = format!("{} one", globex.slug);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            acme_item.as_str(),
+            &globex_item,
+            &acme_item,
+            &globex_item,
+            "change_user error 1045"
+        ]
+    );
+    // The digest was cached by caching_sha2_password's full authentication
+    // (mysql_native_password would cache nothing): the plugin really spoke.
+    let fast = login(silo.addr, &globex_hashed, HASHED_PASSWORD, &plain()).await;
+    assert_eq!(fast.trace.statuses, [3]);
 }
 
 #[tokio::test]
