@@ -273,6 +273,11 @@ impl BackendConn {
         self.last_insert_id = 0;
     }
 
+    /// Whether [`BackendConn::sync`] would send nothing.
+    pub fn in_sync(&self, vars: &SessionVars, schema: &str) -> bool {
+        self.tracking && self.vars == *vars && (schema.is_empty() || self.database_is(schema))
+    }
+
     /// Brings the session to what a client expects: tracking on, the
     /// client's variables, its schema. Everything needed goes out in one
     /// write and is answered in one round trip; nothing is sent when the

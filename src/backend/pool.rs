@@ -155,7 +155,8 @@ impl Pool {
                     let slot = Slot {
                         pool: Some(self.clone()),
                     };
-                    match BackendConn::connect(&self.backend, identity, profile).await {
+                    // Boxed: rare, and large next to the fast path.
+                    match Box::pin(BackendConn::connect(&self.backend, identity, profile)).await {
                         Ok(conn) => {
                             self.stats.opened.fetch_add(1, Ordering::Relaxed);
                             slot.keep();
@@ -369,7 +370,8 @@ impl Lease {
         }
         conn.adopt()?;
         if !conn.matches(identity) {
-            return conn.change_user(identity).await;
+            // Boxed: rare, and large next to the fast path.
+            return Box::pin(conn.change_user(identity)).await;
         }
         Ok(())
     }

@@ -84,10 +84,14 @@ async fn handle_client(ctx: Arc<Context>, tcp: TcpStream) {
     let id = registered.handle.id;
     let mut client = ClientConn::new(ClientStream::Plain(tcp));
     let mut seq = 1u8;
-    let outcome =
-        tokio::time::timeout(LOGIN_TIMEOUT, login::login(&ctx, &mut client, id, &mut seq))
-            .await
-            .unwrap_or(Err(super::error::LoginError::Timeout));
+    // Boxed: the login's state is freed once it is done instead of staying
+    // reserved in every idle session's task.
+    let outcome = tokio::time::timeout(
+        LOGIN_TIMEOUT,
+        Box::pin(login::login(&ctx, &mut client, id, &mut seq)),
+    )
+    .await
+    .unwrap_or(Err(super::error::LoginError::Timeout));
     match outcome {
         Ok(logged_in) => {
             info!(conn = id, tenant = %logged_in.tenant.id, user = %logged_in.username, tls = matches!(client.stream, ClientStream::Tls(_)), "login");

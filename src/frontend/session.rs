@@ -206,7 +206,9 @@ impl Session {
             }
             CommandKind::ChangeUser => {
                 let (_, payload) = self.client.read_packet(MAX_LOGIN_PACKET).await?;
-                self.change_user(&payload).await
+                // Boxed: rare, and its state would otherwise enlarge every
+                // idle session.
+                Box::pin(self.change_user(&payload)).await
             }
             CommandKind::ProcessKill => {
                 let (_, payload) = self.client.read_packet(64).await?;
@@ -215,7 +217,7 @@ impl Session {
                     .and_then(|b| b.try_into().ok())
                     .map(u32::from_le_bytes);
                 match id {
-                    Some(id) => self.kill(Kill::Connection(u64::from(id))).await,
+                    Some(id) => Box::pin(self.kill(Kill::Connection(u64::from(id)))).await,
                     None => self.reply_error(&ServerError::malformed_packet()).await,
                 }
             }
@@ -241,7 +243,7 @@ impl Session {
                 match command::parse_kill(sql) {
                     Some(kill) => {
                         self.client.rbuf.advance(HEADER_LEN + len);
-                        self.kill(kill).await
+                        Box::pin(self.kill(kill)).await
                     }
                     None => self.relay_query(len).await,
                 }
@@ -337,11 +339,15 @@ impl Session {
             .map_err(|e| self.backend_error(&e))?;
         pool.stats.pins.count_lease();
         self.tenant_pins.count_lease();
-        if let Err(e) = lease
-            .conn()
-            .sync(&self.state.vars, &self.state.schema)
-            .await
-        {
+        let conn = lease.conn();
+        let synced = if conn.in_sync(&self.state.vars, &self.state.schema) {
+            Ok(())
+        } else {
+            // Boxed: only allocated when something must be sent, and its
+            // state would otherwise enlarge every idle session.
+            Box::pin(conn.sync(&self.state.vars, &self.state.schema)).await
+        };
+        if let Err(e) = synced {
             lease.discard();
             return Err(match e {
                 BackendError::Refused {

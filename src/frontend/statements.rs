@@ -326,7 +326,7 @@ impl Session {
         if let Some(prepared) = lease.conn().statements.get(key) {
             return Ok(prepared.id);
         }
-        match lease.conn().prepare(key, capacity).await {
+        match Box::pin(lease.conn().prepare(key, capacity)).await {
             Ok(PrepareOk {
                 statement_id,
                 params: now,

@@ -103,8 +103,12 @@ impl ClientConn {
     /// # Cancel safety
     /// Cancel-safe: bytes read are in `rbuf`, nothing is lost.
     pub async fn fill(&mut self) -> Result<(), PacketError> {
-        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-            self.rbuf.reserve(8192);
+        // Starts small (most clients are idle most of the time, each with
+        // its own buffer) and grows geometrically up to 64 KiB steps for
+        // clients that send more.
+        if self.rbuf.capacity() - self.rbuf.len() < 256 {
+            self.rbuf
+                .reserve(self.rbuf.capacity().clamp(1024, 64 * 1024));
         }
         let n = match &mut self.stream {
             ClientStream::Plain(tcp) => crate::net::read_available(tcp, &mut self.rbuf).await?,

@@ -184,6 +184,77 @@ async fn user_variables_and_unreplayable_state_pin_until_reset() {
 }
 
 #[tokio::test]
+async fn a_global_read_lock_pins_until_unlock() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("ftwrl", 2).await;
+    let silo = setup.start().await;
+    // FLUSH TABLES WITH READ LOCK needs RELOAD, which tenants normally lack.
+    let mut root = servers()[1].root_conn().await;
+    root.query_drop(format!("GRANT RELOAD ON *.* TO '{}'@'%'", acme.db.user))
+        .await
+        .unwrap();
+    let mut c = silo.app(&acme).await;
+    run(&mut c, "FLUSH TABLES WITH READ LOCK").await;
+    settled(&mut c).await;
+    assert_eq!(pins(&silo, &acme).pinned, 1);
+    assert_eq!(pins(&silo, &acme).pins(PinReason::Lock), 1);
+    run(&mut c, "UNLOCK TABLES").await;
+    settled(&mut c).await;
+    assert_eq!(pins(&silo, &acme).pinned, 0);
+}
+
+#[tokio::test]
+async fn quitting_while_pinned_resets_the_connection_for_the_next_client() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("quitpin", 2).await;
+    let silo = setup.backend(2, servers()[1].addr(), 1).start().await;
+    let mut a = silo.app(&acme).await;
+    run(&mut a, "SET @secret = 'a'").await;
+    run(&mut a, "CREATE TEMPORARY TABLE mine (x INT)").await;
+    run(&mut a, "BEGIN").await;
+    run(&mut a, "INSERT INTO items VALUES (20, 'half done')").await;
+    let thread = backend_thread(&mut a).await;
+    a.disconnect().await.unwrap();
+    // The pool's only connection, reset before b gets it.
+    let mut b = silo.app(&acme).await;
+    assert_eq!(backend_thread(&mut b).await, thread, "the same connection");
+    let leaked: Option<Option<String>> = b.query_first("SELECT @secret").await.unwrap();
+    assert_eq!(leaked, Some(None), "user variable gone");
+    let err = b.query_drop("SELECT * FROM mine").await.unwrap_err();
+    assert_eq!(error_code(&err), Some(1146), "temporary table gone: {err}");
+    let n: Option<u64> = b
+        .query_first("SELECT COUNT(*) FROM items WHERE id = 20")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0), "the open transaction was rolled back");
+    assert_eq!(pins(&silo, &acme).pinned, 0);
+}
+
+#[tokio::test]
+async fn a_statement_whose_table_changed_gets_fresh_metadata() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("ddl", 1).await;
+    let silo = setup.start().await;
+    let mut a = silo.app(&acme).await;
+    let mut b = silo.app(&acme).await;
+    let stmt = a.prep("SELECT * FROM items WHERE id = ?").await.unwrap();
+    let row: Row = a.exec_first(&stmt, (1,)).await.unwrap().unwrap();
+    assert_eq!(row.len(), 2);
+    run(
+        &mut b,
+        "ALTER TABLE items ADD COLUMN note VARCHAR(8) DEFAULT 'new'",
+    )
+    .await;
+    // b takes a's connection: a's statement is prepared again elsewhere.
+    run(&mut b, "BEGIN").await;
+    let row: Row = a.exec_first(&stmt, (1,)).await.unwrap().unwrap();
+    assert_eq!(row.len(), 3, "the new column is there");
+    let note: Option<String> = row.get(2);
+    assert_eq!(note.as_deref(), Some("new"));
+    run(&mut b, "COMMIT").await;
+}
+
+#[tokio::test]
 async fn a_pinned_connection_is_not_lent_to_anyone_else() {
     let mut setup = Setup::new();
     let acme = setup.tenant("held", 2).await;
