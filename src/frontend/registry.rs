@@ -1,28 +1,29 @@
 //! Live client sessions by silo connection id: the id clients see in the
 //! handshake and use with `KILL [QUERY] <id>`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
-use crate::backend::Identity;
 use crate::routing::TenantId;
 
-/// Where a session's statements currently run.
-#[derive(Debug, Clone)]
+/// Where a session's statements currently run. The database user is the
+/// session's tenant's (a KILL only reaches sessions of its own tenant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendTarget {
     pub backend_id: u32,
     pub thread_id: u32,
-    pub identity: Arc<Identity>,
 }
 
 #[derive(Debug)]
 pub struct SessionHandle {
     pub id: u32,
     tenant: Mutex<Option<TenantId>>,
-    backend: Mutex<Option<BackendTarget>>,
+    /// `backend_id << 32 | thread_id`, 0 when none: set at every lease in
+    /// `transaction` mode, so two atomic stores rather than a lock.
+    backend: AtomicU64,
     killed: AtomicBool,
     kill_signal: Notify,
 }
@@ -40,14 +41,20 @@ impl SessionHandle {
     }
 
     pub fn backend(&self) -> Option<BackendTarget> {
-        self.backend
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        match self.backend.load(Ordering::Acquire) {
+            0 => None,
+            packed => Some(BackendTarget {
+                backend_id: (packed >> 32) as u32,
+                thread_id: packed as u32,
+            }),
+        }
     }
 
     pub fn set_backend(&self, target: Option<BackendTarget>) {
-        *self.backend.lock().unwrap_or_else(|p| p.into_inner()) = target;
+        let packed = target.map_or(0, |t| {
+            (u64::from(t.backend_id) << 32) | u64::from(t.thread_id)
+        });
+        self.backend.store(packed, Ordering::Release);
     }
 
     /// Asks the session to end after its current statement.
@@ -90,7 +97,7 @@ impl Registry {
             let handle = Arc::new(SessionHandle {
                 id,
                 tenant: Mutex::new(None),
-                backend: Mutex::new(None),
+                backend: AtomicU64::new(0),
                 killed: AtomicBool::new(false),
                 kill_signal: Notify::new(),
             });

@@ -362,7 +362,6 @@ impl Session {
         self.handle.set_backend(Some(BackendTarget {
             backend_id: conn.backend_id,
             thread_id: conn.thread_id,
-            identity,
         }));
         self.lease = Some(lease);
         self.lease_commands = 0;
@@ -860,7 +859,7 @@ impl Session {
             .get(target.backend_id)
             .ok_or(BackendError::UnknownBackend(target.backend_id))?;
         let profile = Profile::new(CapabilityFlags::empty(), self.profile.collation);
-        let mut side = BackendConn::connect(pool.backend(), &target.identity, profile).await?;
+        let mut side = BackendConn::connect(pool.backend(), &self.tenant.identity, profile).await?;
         match side
             .execute(&format!("KILL QUERY {}", target.thread_id))
             .await
