@@ -360,6 +360,22 @@ pub struct TenantConfig {
     /// Overrides the plan's and `[pool] mode` for this tenant.
     #[serde(default)]
     pub pool_mode: Option<PoolMode>,
+    /// Overrides of the plan's limits for this tenant alone.
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// A tenant's exceptions to its plan (`limits = { max_client_connections = 30 }`).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub max_client_connections: Option<Limit>,
+    pub max_backend_leases: Option<Limit>,
+    pub queue_timeout_ms: Option<u64>,
+    pub max_queries_per_second: Option<Limit>,
+    pub burst: Option<Limit>,
+    pub max_query_time_ms: Option<Limit>,
+    pub max_queries_per_day: Option<Limit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -638,6 +654,28 @@ impl RawConfig {
                 p.add(
                     format!("{key}.backend"),
                     format!("unknown backend id {}", t.backend),
+                );
+            }
+            let o = &t.limits;
+            for (name, limit) in [
+                ("max_client_connections", o.max_client_connections),
+                ("max_backend_leases", o.max_backend_leases),
+                ("max_queries_per_second", o.max_queries_per_second),
+                ("burst", o.burst),
+                ("max_query_time_ms", o.max_query_time_ms),
+                ("max_queries_per_day", o.max_queries_per_day),
+            ] {
+                if limit == Some(Limit::Value(0)) {
+                    p.add(
+                        format!("{key}.limits.{name}"),
+                        "must be at least 1 (write \"unlimited\" for no limit)",
+                    );
+                }
+            }
+            if o.queue_timeout_ms == Some(0) {
+                p.add(
+                    format!("{key}.limits.queue_timeout_ms"),
+                    "must be greater than 0",
                 );
             }
             if t.database.is_empty() || t.database.len() > 64 || t.database.contains('\0') {

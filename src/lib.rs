@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod config;
 pub mod frontend;
+pub mod limits;
 pub mod net;
 pub mod protocol;
 pub mod routing;

@@ -68,10 +68,11 @@ impl Server {
             tls_required: config.tls.as_ref().is_some_and(|t| t.required),
             server_version,
             lease_timeout: config.pool.lease_timeout(),
-            tenant_pins: Arc::default(),
+            tenants: Arc::default(),
             statement_cache_size: config.pool.statement_cache_size,
             sha2: Sha2Auth::new(RsaKeys::from_config(&config.auth).map_err(StartError::Auth)?),
         });
+        tokio::spawn(crate::frontend::enforce::watch_routes(Arc::downgrade(&ctx)));
         Ok(Server { listener, ctx })
     }
 

@@ -5,12 +5,7 @@
 //! tenant's) or reached through the pool (the backend's): no map lookup and
 //! no lock per command.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
-use dashmap::DashMap;
-
-use crate::routing::TenantId;
 
 /// A reason a session keeps its backend connection between commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,26 +154,6 @@ impl PinCounters {
             pinned: self.pinned.load(Ordering::Relaxed),
             by_reason,
         }
-    }
-}
-
-/// Per-tenant counters, kept across route-table swaps.
-#[derive(Debug, Default)]
-pub struct TenantPins {
-    tenants: DashMap<TenantId, Arc<PinCounters>>,
-}
-
-impl TenantPins {
-    /// The tenant's counters, created on first use (once per session).
-    pub fn of(&self, tenant: &TenantId) -> Arc<PinCounters> {
-        if let Some(c) = self.tenants.get(tenant) {
-            return c.clone();
-        }
-        self.tenants.entry(tenant.clone()).or_default().clone()
-    }
-
-    pub fn snapshot(&self, tenant: &TenantId) -> Option<PinSnapshot> {
-        self.tenants.get(tenant).map(|c| c.snapshot())
     }
 }
 

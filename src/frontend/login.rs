@@ -17,6 +17,7 @@ use super::error::LoginError;
 use super::stream::{ClientConn, ClientStream, PacketError, read_packet_exact};
 use crate::backend::connection::Profile;
 use crate::config::TenantStatus;
+use crate::limits::ClientSlot;
 use crate::protocol::ServerError;
 use crate::protocol::auth::{self, NATIVE_PLUGIN, NativeHash, SCRAMBLE_LEN};
 use crate::protocol::error_code::sanitize;
@@ -41,6 +42,29 @@ pub struct LoggedIn {
     pub sni: Option<String>,
     /// The nonce of the greeting, kept to verify a later COM_CHANGE_USER.
     pub scramble: [u8; SCRAMBLE_LEN],
+    /// Counts against the tenant's `max_client_connections` while it lives.
+    pub client_slot: ClientSlot,
+}
+
+/// Takes one of the tenant's client connections (`max_client_connections`).
+///
+/// # Errors
+/// The limit is reached: ERR 1226 naming it.
+pub fn admit_client(
+    ctx: &Context,
+    tenant: &TenantRoute,
+    user: &str,
+) -> Result<ClientSlot, LoginError> {
+    let live = ctx.tenants.of(&tenant.id);
+    live.admit_client(&tenant.limits).map_err(|refusal| {
+        let limits = &tenant.limits;
+        let max = crate::limits::finite(limits.max_client_connections).unwrap_or_default();
+        info!(user = %sanitize(user.as_bytes()), tenant = %tenant.id, limit = refusal.name(), max, "login refused: limit reached");
+        LoginError::refused(
+            ServerError::limit_reached(tenant.slug(), &limits.plan, refusal.name(), max, ""),
+            "max_client_connections",
+        )
+    })
 }
 
 /// The client's credentials for one tenant, checked against the table.
@@ -123,7 +147,8 @@ pub fn decide(claim: &Claim, verified: bool) -> Result<(Arc<TenantRoute>, String
             "wrong password or unknown user",
         ));
     }
-    if tenant.status != TenantStatus::Active {
+    // A paused tenant's clients may log in; their commands wait.
+    if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Paused) {
         info!(user = %claim.shown_user, tenant = %tenant.id, status = %tenant.status, "login refused: tenant not active");
         return Err(LoginError::refused(
             ServerError::tenant_not_active(tenant.slug(), &tenant.status.to_string()),
@@ -260,9 +285,11 @@ pub async fn login(
             },
         )?
     };
+    let client_slot = admit_client(ctx, &tenant, &user)?;
     client.queue_packet(*seq, &ok_payload());
     client.flush().await.map_err(packet_io)?;
     Ok(LoggedIn {
+        client_slot,
         tenant,
         username,
         capabilities,

@@ -1,6 +1,7 @@
 //! One client connection, from accept through TLS upgrade and login to quit.
 
 pub mod caching_sha2;
+pub mod enforce;
 pub mod error;
 pub mod listener;
 pub mod login;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
 use crate::backend::Pools;
-use crate::backend::pins::TenantPins;
+use crate::limits::Tenants;
 use crate::routing::Router;
 
 /// What every client session shares, built once by the server.
@@ -30,8 +31,9 @@ pub struct Context {
     /// Sent in the greeting, in the backend's style.
     pub server_version: String,
     pub lease_timeout: Duration,
-    /// Lease and pin counters per tenant, kept across route-table swaps.
-    pub tenant_pins: Arc<TenantPins>,
+    /// Live usage per tenant (clients, leases, rate, quota, pins), kept
+    /// across route-table swaps.
+    pub tenants: Arc<Tenants>,
     /// Prepared statements kept per backend connection.
     pub statement_cache_size: usize,
     /// caching_sha2_password: the fast-path digest cache and the RSA key.

@@ -86,6 +86,11 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Every live session.
+    pub fn sessions(&self) -> Vec<Arc<SessionHandle>> {
+        self.sessions.iter().map(|s| s.value().clone()).collect()
+    }
+
     /// Registers a new session under a fresh id; the returned guard
     /// unregisters it when dropped.
     pub fn register(self: &Arc<Self>) -> Registered {

@@ -23,14 +23,16 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::Context;
+use super::enforce::ended_status;
 use super::login::{self, Credentials, LoggedIn, MAX_LOGIN_PACKET};
 use super::registry::{BackendTarget, SessionHandle};
 use super::session_state::{ResponseNotes, SessionState};
 use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
-use crate::backend::pins::{PinCounters, PinReason, Pins};
+use crate::backend::pins::{PinReason, Pins};
 use crate::backend::{BackendConn, BackendError, Lease};
-use crate::config::PoolMode;
+use crate::config::{PoolMode, TenantStatus};
+use crate::limits::{ClientSlot, LeaseSlot, Refusal, TenantLive};
 use crate::protocol::auth;
 use crate::protocol::command::{
     self, COM_QUERY, COM_SET_OPTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH,
@@ -51,6 +53,9 @@ pub(super) enum Flow {
     Continue,
     End,
 }
+
+/// ER_CONNECTION_KILLED: the session ends after it is sent.
+const KILLED: u16 = 1927;
 
 /// Read buffers grow by this much when they run low.
 const READ_CHUNK: usize = 64 * 1024;
@@ -78,7 +83,14 @@ pub struct Session {
     pub(super) state: SessionState,
     /// Why the current lease is kept (empty: given back after the response).
     pinned: Pins,
-    tenant_pins: Arc<PinCounters>,
+    /// The tenant's live usage and limits' state.
+    pub(super) live: Arc<TenantLive>,
+    /// Counts against `max_client_connections` while the session lives.
+    client_slot: ClientSlot,
+    /// Counts against `max_backend_leases` while `lease` is held.
+    lease_slot: Option<LeaseSlot>,
+    /// The route table the session's `tenant` was read from.
+    table_version: u64,
     /// The client reads session-state information in OK packets.
     session_track: bool,
 }
@@ -94,7 +106,8 @@ impl Session {
         let schema = login
             .database
             .unwrap_or_else(|| login.tenant.identity.database.clone());
-        let tenant_pins = ctx.tenant_pins.of(&login.tenant.id);
+        let live = ctx.tenants.of(&login.tenant.id);
+        let table_version = ctx.router.load().version;
         Self {
             ctx,
             handle,
@@ -113,8 +126,122 @@ impl Session {
             lease_commands: 0,
             state: SessionState::new(schema),
             pinned: Pins::default(),
-            tenant_pins,
+            live,
+            client_slot: login.client_slot,
+            lease_slot: None,
+            table_version,
         }
+        .with_plan_vars()
+    }
+
+    /// Applies the plan's `max_query_time` as the session's
+    /// `max_statement_time`, unless the client asked for less.
+    fn with_plan_vars(mut self) -> Self {
+        self.apply_plan_vars();
+        self
+    }
+
+    fn apply_plan_vars(&mut self) {
+        let Some(cap) = self.tenant.limits.max_statement_time() else {
+            return;
+        };
+        let seconds = |v: &str| v.parse::<f64>().ok();
+        let current = self.state.vars.get("max_statement_time").and_then(seconds);
+        let cap_seconds = seconds(&cap).unwrap_or(0.0);
+        // 0 means no limit to the server.
+        if current.is_none_or(|c| c == 0.0 || c > cap_seconds) {
+            let _ = self
+                .state
+                .vars
+                .record(b"max_statement_time", cap.as_bytes());
+        }
+    }
+
+    /// Picks up a new route table: the tenant's status, plan, backend. A
+    /// tenant that is gone or no longer served ends the session.
+    fn refresh_route(&mut self) -> Result<(), ServerError> {
+        let table = self.ctx.router.load();
+        if table.version == self.table_version {
+            return Ok(());
+        }
+        let version = table.version;
+        let Some(route) = table.tenant(self.tenant.slug()).cloned() else {
+            return Err(ServerError::tenant_ended(self.tenant.slug(), "was removed"));
+        };
+        drop(table);
+        if let Some(why) = ended_status(route.status) {
+            // The version is not recorded: every later check fails too.
+            return Err(ServerError::tenant_ended(route.slug(), why));
+        }
+        self.table_version = version;
+        let limits_changed = route.limits != self.tenant.limits;
+        self.tenant = route;
+        if limits_changed {
+            self.apply_plan_vars();
+        }
+        Ok(())
+    }
+
+    /// The per-query limits: daily quota, then rate (waiting up to the
+    /// queue timeout).
+    pub(super) async fn admit_query(&mut self) -> Result<(), ServerError> {
+        let limits = &self.tenant.limits;
+        let deadline = tokio::time::Instant::now() + limits.queue_timeout;
+        let refused = match self.live.count_query(limits) {
+            Ok(()) => self.live.take_rate(limits, deadline).await.err(),
+            Err(refusal) => Some(refusal),
+        };
+        let Some(refusal) = refused else {
+            return Ok(());
+        };
+        let limits = &self.tenant.limits;
+        let (value, detail) = match refusal {
+            Refusal::QueriesPerDay => (
+                crate::limits::finite(limits.max_queries_per_day),
+                "; the count starts again at 00:00 UTC",
+            ),
+            _ => (
+                crate::limits::finite(limits.max_queries_per_second),
+                "; retry later or ask for a larger plan",
+            ),
+        };
+        info!(conn = self.handle.id, tenant = %self.tenant.id, limit = refusal.name(), "statement refused: limit reached");
+        Err(ServerError::limit_reached(
+            self.tenant.slug(),
+            &limits.plan,
+            refusal.name(),
+            value.unwrap_or_default(),
+            detail,
+        ))
+    }
+
+    /// Before a new lease: waits while the tenant is paused, then for one
+    /// of the tenant's `max_backend_leases`, both within the queue timeout.
+    async fn lease_gate(&mut self) -> Result<LeaseSlot, ServerError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.tenant.limits.queue_timeout;
+        while self.tenant.status == TenantStatus::Paused {
+            let changed = self.live.wait_route_change(deadline).await;
+            self.refresh_route()?;
+            if !changed && self.tenant.status == TenantStatus::Paused {
+                self.live.count_refusal(Refusal::Paused);
+                return Err(ServerError::tenant_paused(
+                    self.tenant.slug(),
+                    started.elapsed().as_millis() as u64,
+                ));
+            }
+        }
+        let limits = &self.tenant.limits;
+        self.live.lease_slot(limits, deadline).await.map_err(|_| {
+            let max = crate::limits::finite(limits.max_backend_leases).unwrap_or_default();
+            info!(conn = self.handle.id, tenant = %self.tenant.id, max, "statement refused: max_backend_leases busy");
+            ServerError::lease_slots_busy(
+                self.tenant.slug(),
+                &limits.plan,
+                max,
+                started.elapsed().as_millis() as u64,
+            )
+        })
     }
 
     /// Serves commands until the client quits, is killed, or fails.
@@ -167,9 +294,11 @@ impl Session {
             Ok(None) => {
                 // Killed while idle: the ERR is read as the answer to the
                 // client's next command, then the connection closes.
-                self.client
-                    .send_error(1, &ServerError::connection_killed())
-                    .await;
+                let error = self
+                    .refresh_route()
+                    .err()
+                    .unwrap_or_else(ServerError::connection_killed);
+                self.client.send_error(1, &error).await;
                 return Ok(Flow::End);
             }
             Err(PacketError::Protocol(e)) => {
@@ -196,6 +325,11 @@ impl Session {
             self.client
                 .send_error(1, &ServerError::connection_killed())
                 .await;
+            return Ok(Flow::End);
+        }
+        if let Err(error) = self.refresh_route() {
+            info!(conn = self.handle.id, tenant = %self.tenant.id, "tenant no longer served; ending the session");
+            self.client.send_error(1, &error).await;
             return Ok(Flow::End);
         }
         match command::classify(cmd) {
@@ -269,6 +403,10 @@ impl Session {
 
     /// COM_QUERY: its text is read for what the server does not report.
     async fn relay_query(&mut self, len: usize) -> Result<Flow, PacketError> {
+        if let Err(error) = self.admit_query().await {
+            self.skip_command().await?;
+            return self.reply_error(&error).await;
+        }
         let traits = if len < MAX_CLASSIFIED {
             self.fill_packet(len).await?;
             SqlTraits::of(
@@ -319,10 +457,16 @@ impl Session {
         Ok(Flow::Continue)
     }
 
+    /// Answers the current command with `error`; ER_CONNECTION_KILLED
+    /// also ends the session.
     pub(super) async fn reply_error(&mut self, error: &ServerError) -> Result<Flow, PacketError> {
         self.client.queue_error(1, error);
         self.client.flush().await?;
-        Ok(Flow::Continue)
+        Ok(if error.code == KILLED {
+            Flow::End
+        } else {
+            Flow::Continue
+        })
     }
 
     /// Leases a backend connection for this client's tenant and brings it
@@ -333,12 +477,13 @@ impl Session {
             return Err(ServerError::backend_unavailable(self.tenant.slug()));
         };
         let identity = self.tenant.identity.clone();
+        let slot = self.lease_gate().await?;
         let mut lease = pool
             .lease(&identity, self.profile, self.ctx.lease_timeout)
             .await
             .map_err(|e| self.backend_error(&e))?;
         pool.stats.pins.count_lease();
-        self.tenant_pins.count_lease();
+        self.live.pins.count_lease();
         let conn = lease.conn();
         let synced = if conn.in_sync(&self.state.vars, &self.state.schema) {
             Ok(())
@@ -364,8 +509,29 @@ impl Session {
             thread_id: conn.thread_id,
         }));
         self.lease = Some(lease);
+        self.lease_slot = Some(slot);
         self.lease_commands = 0;
         Ok(())
+    }
+
+    /// Brings a kept (pinned) connection in line with the session again
+    /// when silo changed what it should be (the plan's statement time cap).
+    pub(super) async fn sync_lease(&mut self) -> Result<(), ServerError> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        let conn = lease.conn();
+        if conn.in_sync(&self.state.vars, &self.state.schema) {
+            return Ok(());
+        }
+        match Box::pin(conn.sync(&self.state.vars, &self.state.schema)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let error = self.backend_error(&e);
+                self.drop_lease();
+                Err(error)
+            }
+        }
     }
 
     /// Makes sure a connection is leased (and in sync).
@@ -418,6 +584,10 @@ impl Session {
         traits: &SqlTraits,
     ) -> Result<Flow, PacketError> {
         if let Err(error) = self.ensure_lease().await {
+            self.skip_command().await?;
+            return self.reply_error(&error).await;
+        }
+        if let Err(error) = self.sync_lease().await {
             self.skip_command().await?;
             return self.reply_error(&error).await;
         }
@@ -482,18 +652,23 @@ impl Session {
         }
         let status = scanner.final_status();
         self.state.on_response_end(status, traits, &notes);
-        if scanner.insert_id() != 0 {
-            self.state.last_insert_id = scanner.insert_id();
-            if let Some(lease) = self.lease.as_mut() {
-                lease.conn().last_insert_id = scanner.insert_id();
-            }
-        }
+        // Recorded as the server has it; the plan's cap is put back (and
+        // sent before the next statement) if the client lifted it.
         if notes.tracked
             && let Some(lease) = self.lease.as_mut()
         {
             lease
                 .conn()
                 .note_state(&self.state.vars, Some(&self.state.schema));
+        }
+        if notes.tracked {
+            self.apply_plan_vars();
+        }
+        if scanner.insert_id() != 0 {
+            self.state.last_insert_id = scanner.insert_id();
+            if let Some(lease) = self.lease.as_mut() {
+                lease.conn().last_insert_id = scanner.insert_id();
+            }
         }
         Ok((flow, status))
     }
@@ -514,10 +689,10 @@ impl Session {
             debug!(conn = self.handle.id, tenant = %self.tenant.id, reasons = %added, "session pinned to its backend connection");
             let backend = &lease.pool().stats.pins;
             backend.count_pins(added);
-            self.tenant_pins.count_pins(added);
+            self.live.pins.count_pins(added);
             if self.pinned.is_empty() {
                 backend.pinned.fetch_add(1, Ordering::Relaxed);
-                self.tenant_pins.pinned.fetch_add(1, Ordering::Relaxed);
+                self.live.pins.pinned.fetch_add(1, Ordering::Relaxed);
             }
         }
         if pins.is_empty() {
@@ -526,6 +701,7 @@ impl Session {
             if let Some(lease) = self.lease.take() {
                 lease.give_back();
             }
+            self.lease_slot = None;
         }
         self.pinned = pins;
     }
@@ -542,7 +718,7 @@ impl Session {
                 .pinned
                 .fetch_sub(1, Ordering::Relaxed);
         }
-        self.tenant_pins.pinned.fetch_sub(1, Ordering::Relaxed);
+        self.live.pins.pinned.fetch_sub(1, Ordering::Relaxed);
         self.pinned = Pins::default();
     }
 
@@ -785,15 +961,30 @@ impl Session {
                 },
             )
         };
+        // Another tenant's client connection is counted against its limit;
+        // the same tenant's is kept.
+        let result = result.and_then(|(tenant, username)| {
+            let slot = if tenant.id == self.tenant.id {
+                None
+            } else {
+                Some(login::admit_client(&self.ctx, &tenant, &user)?)
+            };
+            Ok((tenant, username, slot))
+        });
         match result {
-            Ok((tenant, username)) => {
+            Ok((tenant, username, slot)) => {
                 self.end_lease();
                 info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
                 self.handle.set_tenant(Some(tenant.id.clone()));
-                self.tenant_pins = self.ctx.tenant_pins.of(&tenant.id);
+                if let Some(slot) = slot {
+                    self.client_slot = slot;
+                    self.live = self.ctx.tenants.of(&tenant.id);
+                }
+                self.table_version = self.ctx.router.load().version;
                 self.state =
                     SessionState::new(database.unwrap_or_else(|| tenant.identity.database.clone()));
                 self.tenant = tenant;
+                self.apply_plan_vars();
                 self.username = username;
                 self.attributes = attributes;
                 if let Some(c) = parsed.collation.and_then(|c| u8::try_from(c).ok()) {
@@ -876,6 +1067,7 @@ impl Session {
         if let Some(lease) = self.lease.take() {
             lease.discard();
         }
+        self.lease_slot = None;
     }
 
     /// Gives the backend connection back at the end of the client's use of
@@ -892,5 +1084,6 @@ impl Session {
                 lease.release();
             }
         }
+        self.lease_slot = None;
     }
 }

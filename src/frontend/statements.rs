@@ -114,6 +114,10 @@ impl Session {
         let key = statement.key.clone();
         let params = statement.params;
         let traits = statement.traits;
+        if let Err(error) = self.admit_query().await {
+            self.skip_command().await?;
+            return self.reply_error(&error).await;
+        }
         let layout = ExecuteLayout::new(params);
         let mut reuses_types = false;
         if let Some(layout) = layout {

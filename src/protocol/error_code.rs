@@ -153,6 +153,49 @@ impl ServerError {
         Self::new(1927, b"70100", "Connection was killed")
     }
 
+    /// The session's tenant left the active states while it was connected.
+    pub fn tenant_ended(slug: &str, why: &str) -> Self {
+        Self::new(
+            1927,
+            b"70100",
+            format!("Connection was killed: tenant '{slug}' {why}"),
+        )
+    }
+
+    /// A limit of the tenant's plan refused a login or a command
+    /// (ER_USER_LIMIT_REACHED's wording, with the tenant and plan named).
+    pub fn limit_reached(slug: &str, plan: &str, limit: &str, value: u64, detail: &str) -> Self {
+        Self::new(
+            1226,
+            b"42000",
+            format!(
+                "Tenant '{slug}' has exceeded the '{limit}' resource of plan '{plan}' (current value: {value}){detail}"
+            ),
+        )
+    }
+
+    /// No backend lease slot of the tenant freed up within its queue timeout.
+    pub fn lease_slots_busy(slug: &str, plan: &str, max: u64, waited_ms: u64) -> Self {
+        Self::new(
+            1203,
+            b"42000",
+            format!(
+                "Tenant '{slug}' already runs {max} statements at once ('max_backend_leases' of plan '{plan}'); none finished within {waited_ms} ms"
+            ),
+        )
+    }
+
+    /// The tenant stayed paused for the whole queue timeout.
+    pub fn tenant_paused(slug: &str, waited_ms: u64) -> Self {
+        Self::new(
+            1040,
+            b"08004",
+            format!(
+                "Tenant '{slug}' is paused for maintenance; the statement waited {waited_ms} ms and was not run"
+            ),
+        )
+    }
+
     pub fn backend_unavailable(slug: &str) -> Self {
         Self::new(
             2003,

@@ -10,6 +10,8 @@ use super::RouteTable;
 #[derive(Debug)]
 pub struct Router {
     table: ArcSwap<RouteTable>,
+    /// The version of the table just installed, for whoever must react.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Serialises writers so a reload never overwrites a newer table built
     /// concurrently; readers never take it.
     writer: Mutex<()>,
@@ -18,6 +20,7 @@ pub struct Router {
 impl Router {
     pub fn new(table: RouteTable) -> Self {
         Self {
+            changes: tokio::sync::watch::Sender::new(table.version),
             table: ArcSwap::from_pointee(table),
             writer: Mutex::new(()),
         }
@@ -34,6 +37,14 @@ impl Router {
     pub fn update(&self, build: impl FnOnce(&RouteTable) -> RouteTable) {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.table.load_full();
-        self.table.store(Arc::new(build(&current)));
+        let next = Arc::new(build(&current));
+        let version = next.version;
+        self.table.store(next);
+        self.changes.send_replace(version);
+    }
+
+    /// Tells of every table installed from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

@@ -9,6 +9,7 @@ use crate::backend::Identity;
 use crate::config::{
     BackendConfig, Config, IdentificationMethod, PlanConfig, PoolMode, TenantStatus,
 };
+use crate::limits::Limits;
 use crate::protocol::auth::NativeHash;
 use crate::protocol::caching_sha2::Sha2Digest;
 
@@ -30,6 +31,8 @@ pub struct TenantRoute {
     pub backend: u32,
     /// The tenant's, else its plan's, else `[pool] mode`.
     pub pool_mode: PoolMode,
+    /// The plan's limits with the tenant's overrides.
+    pub limits: Limits,
     /// Who silo logs in as on the backend: the tenant's own database user,
     /// whose grants cover the tenant's database alone.
     pub identity: Arc<Identity>,
@@ -94,6 +97,7 @@ impl RouteTable {
                     plan: plan.clone(),
                     backend: t.backend,
                     pool_mode: t.pool_mode.or(plan.pool_mode).unwrap_or(config.pool.mode),
+                    limits: Limits::resolve(plan, &t.limits),
                     identity: Arc::new(Identity::new(
                         &t.db_user,
                         t.db_password.clone(),

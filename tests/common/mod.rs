@@ -40,12 +40,15 @@ pub struct Tenant {
     pub backend: u32,
     pub db: TenantDb,
     pub status: &'static str,
+    pub plan: String,
 }
 
 /// Builds a silo configuration around the shared servers.
 #[derive(Debug, Clone)]
 pub struct Setup {
     backends: Vec<(u32, SocketAddr, u32)>,
+    /// Extra `[[plans]]` bodies (the "starter" plan is always there).
+    plans: Vec<String>,
     tenants: Vec<Tenant>,
     /// (username, tenant slug, password)
     users: Vec<(String, String, String)>,
@@ -65,6 +68,7 @@ impl Setup {
         let s = servers();
         Self {
             backends: vec![(1, s[0].addr(), 20), (2, s[1].addr(), 20)],
+            plans: Vec::new(),
             tenants: Vec::new(),
             users: Vec::new(),
             hashed_users: Vec::new(),
@@ -104,6 +108,45 @@ impl Setup {
         self
     }
 
+    /// Adds a plan: `name` with the given limits (TOML lines), unlimited
+    /// rates and a 2 s queue timeout unless `body` says otherwise.
+    pub fn plan(mut self, name: &str, body: &str) -> Self {
+        let mut plan = format!("name = \"{name}\"\n{body}\n");
+        for (key, default) in [
+            ("weight", "1"),
+            ("max_client_connections", "\"unlimited\""),
+            ("max_backend_leases", "\"unlimited\""),
+            ("queue_timeout_ms", "2000"),
+            ("max_queries_per_second", "\"unlimited\""),
+            ("burst", "\"unlimited\""),
+            ("max_query_time_ms", "\"unlimited\""),
+            ("max_queries_per_day", "\"unlimited\""),
+        ] {
+            if !body.contains(&format!("{key} =")) {
+                plan += &format!("{key} = {default}\n");
+            }
+        }
+        self.plans.push(plan);
+        self
+    }
+
+    /// Puts tenant `slug` on `plan` (takes effect at start or [`Silo::reload`]).
+    pub fn set_plan(&mut self, slug: &str, plan: &str) {
+        self.tenant_mut(slug).plan = plan.to_string();
+    }
+
+    /// Sets tenant `slug`'s status (takes effect at start or [`Silo::reload`]).
+    pub fn set_status(&mut self, slug: &str, status: &'static str) {
+        self.tenant_mut(slug).status = status;
+    }
+
+    fn tenant_mut(&mut self, slug: &str) -> &mut Tenant {
+        self.tenants
+            .iter_mut()
+            .find(|t| t.slug == slug)
+            .expect("a tenant of this setup")
+    }
+
     /// `[pool] mode`: "transaction" (the default) or "session".
     pub fn mode(mut self, mode: &'static str) -> Self {
         self.mode = mode;
@@ -136,6 +179,7 @@ impl Setup {
             backend,
             db,
             status,
+            plan: "starter".into(),
         };
         self.tenants.push(tenant.clone());
         self.users
@@ -187,19 +231,23 @@ impl Setup {
         t += r#"[[plans]]
 name = "starter"
 weight = 2
-max_client_connections = 100
-max_backend_leases = 10
+max_client_connections = "unlimited"
+max_backend_leases = "unlimited"
 queue_timeout_ms = 2000
 max_queries_per_second = "unlimited"
 burst = "unlimited"
 max_query_time_ms = "unlimited"
 max_queries_per_day = "unlimited"
 "#;
+        for plan in &self.plans {
+            t += &format!("[[plans]]\n{plan}\n");
+        }
         for tenant in &self.tenants {
             t += &format!(
-                "[[tenants]]\nslug = \"{}\"\nstatus = \"{}\"\nplan = \"starter\"\nbackend = {}\ndatabase = \"{}\"\ndb_user = \"{}\"\ndb_password = \"{}\"\n",
+                "[[tenants]]\nslug = \"{}\"\nstatus = \"{}\"\nplan = \"{}\"\nbackend = {}\ndatabase = \"{}\"\ndb_user = \"{}\"\ndb_password = \"{}\"\n",
                 tenant.slug,
                 tenant.status,
+                tenant.plan,
                 tenant.backend,
                 tenant.db.database,
                 tenant.db.user,
@@ -290,6 +338,22 @@ impl Silo {
             Ok(_) => panic!("login unexpectedly succeeded"),
             Err(e) => e,
         }
+    }
+
+    /// Swaps in the route table `setup` describes now, as an operator's
+    /// reload would.
+    pub fn reload(&self, setup: &Setup) {
+        let config = Config::from_toml(&setup.toml()).expect("test config is valid");
+        self.ctx
+            .router
+            .update(|current| silo::routing::RouteTable::from_config(&config, current.version + 1));
+    }
+
+    /// The tenant's live usage.
+    pub fn live(&self, tenant: &Tenant) -> Arc<silo::limits::TenantLive> {
+        self.ctx
+            .tenants
+            .of(&silo::routing::TenantId(tenant.slug.as_str().into()))
     }
 
     pub fn pool(&self, backend: u32) -> Arc<silo::backend::Pool> {

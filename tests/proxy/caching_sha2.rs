@@ -258,7 +258,7 @@ async fn without_an_rsa_key_plain_full_auth_is_refused_clearly() {
         tls_required: false,
         server_version: silo.ctx.server_version.clone(),
         lease_timeout: silo.ctx.lease_timeout,
-        tenant_pins: silo.ctx.tenant_pins.clone(),
+        tenants: silo.ctx.tenants.clone(),
         statement_cache_size: silo.ctx.statement_cache_size,
         sha2: Sha2Auth::new(RsaKeys::Disabled),
     });

@@ -247,8 +247,9 @@ async fn cursors_and_long_data_are_relayed() {
     assert_eq!(head(&raw.command(&[0x0E]).await.unwrap()), Some(0x00));
     let pins = || {
         silo.ctx
-            .tenant_pins
-            .snapshot(&TenantId(acme.slug.as_str().into()))
+            .tenants
+            .get(&TenantId(acme.slug.as_str().into()))
+            .map(|live| live.pins.snapshot())
             .unwrap_or_default()
     };
     assert_eq!(pins().pinned, 1);

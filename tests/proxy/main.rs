@@ -9,6 +9,7 @@ mod caching_sha2;
 mod commands;
 mod faults;
 mod isolation;
+mod limits;
 mod login;
 mod multiplex;
 mod pool;

@@ -16,8 +16,9 @@ use crate::common::{Setup, Silo, Tenant, bounded, error_code, servers};
 
 fn pins(silo: &Silo, tenant: &Tenant) -> PinSnapshot {
     silo.ctx
-        .tenant_pins
-        .snapshot(&TenantId(tenant.slug.as_str().into()))
+        .tenants
+        .get(&TenantId(tenant.slug.as_str().into()))
+        .map(|live| live.pins.snapshot())
         .unwrap_or_default()
 }
 

@@ -1,0 +1,267 @@
+//! Plans as limits and tenant statuses, enforced live: each refusal's code
+//! and message, and that the other tenants keep working.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mysql_async::prelude::*;
+use silo::limits::Refusal;
+
+use crate::common::{APP_PASSWORD, Setup, Silo, Tenant, bounded, error_code, servers};
+
+fn refused_with(err: &mysql_async::Error, code: u16, words: &[&str]) {
+    assert_eq!(error_code(err), Some(code), "{err}");
+    for w in words {
+        assert!(err.to_string().contains(w), "{err} should mention {w}");
+    }
+}
+
+async fn opts_for(silo: &Silo, tenant: &Tenant) -> mysql_async::Opts {
+    silo.opts(&format!("app.{}", tenant.slug), APP_PASSWORD)
+        .into()
+}
+
+/// Polls `check` every 10 ms for at most 5 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn max_client_connections_refuses_the_next_login_only() {
+    let mut setup = Setup::new().plan("tiny", "max_client_connections = 2");
+    let acme = setup.tenant("cap", 1).await;
+    let other = setup.tenant("capother", 1).await;
+    setup.set_plan(&acme.slug, "tiny");
+    let silo = setup.start().await;
+    let a1 = silo.app(&acme).await;
+    let mut a2 = silo.app(&acme).await;
+    let err = silo.connect_err(opts_for(&silo, &acme).await).await;
+    refused_with(&err, 1226, &["max_client_connections", "tiny", &acme.slug]);
+    assert_eq!(silo.live(&acme).refused(Refusal::ClientConnections), 1);
+    // The tenant's clients and the other tenants are unaffected.
+    let n: Option<u64> = a2.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(n, Some(3));
+    silo.assert_serves(&other).await;
+    // A freed slot is usable again.
+    drop(a1);
+    let live = silo.live(&acme);
+    eventually("the slot to free", || {
+        live.clients.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    silo.assert_serves(&acme).await;
+}
+
+#[tokio::test]
+async fn max_backend_leases_queues_then_refuses_and_the_client_goes_on() {
+    let mut setup = Setup::new().plan("narrow", "max_backend_leases = 1\nqueue_timeout_ms = 300");
+    let acme = setup.tenant("leases", 2).await;
+    let other = setup.tenant("leasesother", 2).await;
+    setup.set_plan(&acme.slug, "narrow");
+    let silo = setup.start().await;
+    let mut holder = silo.app(&acme).await;
+    let mut waiter = silo.app(&acme).await;
+    holder.query_drop("BEGIN").await.unwrap();
+    holder
+        .query_drop("UPDATE items SET name = 'held' WHERE id = 1")
+        .await
+        .unwrap();
+    let err = waiter.query_drop("SELECT 1").await.unwrap_err();
+    refused_with(
+        &err,
+        1203,
+        &["max_backend_leases", "narrow", "1 statements"],
+    );
+    assert_eq!(silo.live(&acme).refused(Refusal::BackendLeases), 1);
+    silo.assert_serves(&other).await;
+    // A command that waits is served as soon as the slot frees.
+    let queued = tokio::spawn(async move {
+        let n: Option<u64> = waiter.query_first("SELECT COUNT(*) FROM items").await?;
+        Ok::<_, mysql_async::Error>(n)
+    });
+    let live = silo.live(&acme);
+    eventually("the command to queue", || {
+        live.queued.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    holder.query_drop("COMMIT").await.unwrap();
+    let n = bounded("queued command", queued).await.unwrap().unwrap();
+    assert_eq!(n, Some(3));
+}
+
+#[tokio::test]
+async fn the_query_rate_is_limited_with_a_clear_error() {
+    let mut setup = Setup::new().plan(
+        "slow",
+        "max_queries_per_second = 5\nburst = 5\nqueue_timeout_ms = 100",
+    );
+    let acme = setup.tenant("rate", 1).await;
+    let other = setup.tenant("rateother", 1).await;
+    setup.set_plan(&acme.slug, "slow");
+    let silo = setup.start().await;
+    let mut c = silo.app(&acme).await;
+    let mut ok = 0;
+    let mut refused = None;
+    for _ in 0..30 {
+        match c.query_drop("DO 1").await {
+            Ok(()) => ok += 1,
+            Err(e) => refused = Some(e),
+        }
+    }
+    let err = refused.expect("some statements refused");
+    refused_with(
+        &err,
+        1226,
+        &["max_queries_per_second", "slow", "(current value: 5)"],
+    );
+    assert!((4..30).contains(&ok), "{ok} statements passed");
+    assert!(silo.live(&acme).refused(Refusal::QueriesPerSecond) >= 1);
+    silo.assert_serves(&other).await;
+    // The connection stays usable once the rate allows again.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(n, Some(3));
+}
+
+#[tokio::test]
+async fn the_daily_quota_survives_reloads() {
+    let mut setup = Setup::new().plan("quota", "max_queries_per_day = 6");
+    let acme = setup.tenant("quota", 2).await;
+    let other = setup.tenant("quotaother", 2).await;
+    setup.set_plan(&acme.slug, "quota");
+    let silo = setup.start().await;
+    let mut c = silo.app(&acme).await;
+    let mut ok = 0;
+    let err = loop {
+        match c.query_drop("DO 1").await {
+            Ok(()) => ok += 1,
+            Err(e) => break e,
+        }
+        assert!(ok < 10, "the quota is not enforced");
+    };
+    // mysql_async's own query at connect counted as well.
+    assert_eq!(ok, 5);
+    refused_with(&err, 1226, &["max_queries_per_day", "00:00 UTC"]);
+    assert_eq!(silo.live(&acme).queries_today(), 6);
+    // A reload keeps the count.
+    silo.reload(&setup);
+    let err = c.query_drop("DO 1").await.unwrap_err();
+    refused_with(&err, 1226, &["max_queries_per_day"]);
+    silo.assert_serves(&other).await;
+}
+
+#[tokio::test]
+async fn max_query_time_stops_long_statements_and_caps_the_client() {
+    let mut setup = Setup::new().plan("quick", "max_query_time_ms = 300");
+    let acme = setup.tenant("qtime", 1).await;
+    setup.set_plan(&acme.slug, "quick");
+    let silo = setup.start().await;
+    let mut c = silo.app(&acme).await;
+    let err = bounded(
+        "a long statement",
+        c.query_drop("SELECT SLEEP(3) FROM items"),
+    )
+    .await
+    .unwrap_err();
+    refused_with(&err, 1969, &["max_statement_time"]);
+    // Still usable, and the client cannot lift the cap.
+    c.query_drop("SET max_statement_time = 0").await.unwrap();
+    let cap: Option<f64> = c.query_first("SELECT @@max_statement_time").await.unwrap();
+    assert_eq!(cap, Some(0.3));
+    // A lower value of its own is kept.
+    c.query_drop("SET max_statement_time = 0.1").await.unwrap();
+    let cap: Option<f64> = c.query_first("SELECT @@max_statement_time").await.unwrap();
+    assert_eq!(cap, Some(0.1));
+}
+
+#[tokio::test]
+async fn suspending_a_tenant_ends_its_sessions_and_rolls_back() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("susp", 2).await;
+    let other = setup.tenant("suspother", 2).await;
+    let silo = setup.start().await;
+    let mut idle = silo.app(&acme).await;
+    let mut busy = silo.app(&acme).await;
+    let mut bystander = silo.app(&other).await;
+    busy.query_drop("BEGIN").await.unwrap();
+    busy.query_drop("INSERT INTO items VALUES (30, 'half')")
+        .await
+        .unwrap();
+    setup.set_status(&acme.slug, "suspended");
+    silo.reload(&setup);
+    // Within a second, every session of the tenant is gone.
+    let registry = silo.ctx.registry.clone();
+    let slug = acme.slug.clone();
+    eventually("the sessions to end", || {
+        !registry
+            .sessions()
+            .iter()
+            .any(|h| h.tenant().is_some_and(|t| *t.0 == *slug))
+    })
+    .await;
+    for c in [&mut idle, &mut busy] {
+        let err = c.query_drop("SELECT 1").await.unwrap_err();
+        refused_with(&err, 1927, &["was suspended"]);
+    }
+    // The transaction was rolled back by the server, not half-applied.
+    let mut root = servers()[1].root_conn().await;
+    let n: Option<u64> = root
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{}`.items WHERE id = 30",
+            acme.db.database
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0));
+    // New logins are refused; the other tenant is served throughout.
+    let err = silo.connect_err(opts_for(&silo, &acme).await).await;
+    refused_with(&err, 1045, &["suspended"]);
+    let n: Option<u64> = bystander
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+}
+
+#[tokio::test]
+async fn a_paused_tenant_waits_and_resumes_in_order() {
+    let mut setup = Setup::new().plan("patient", "queue_timeout_ms = 5000");
+    let acme = setup.tenant("pause", 1).await;
+    setup.set_plan(&acme.slug, "patient");
+    let silo = setup.start().await;
+    let mut c = silo.app(&acme).await;
+    setup.set_status(&acme.slug, "paused");
+    silo.reload(&setup);
+    let waiting = tokio::spawn(async move {
+        let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM items").await?;
+        Ok::<_, mysql_async::Error>((n, c))
+    });
+    let live = silo.live(&acme);
+    eventually("the command to wait", || {
+        live.queued.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    assert!(!waiting.is_finished());
+    setup.set_status(&acme.slug, "active");
+    silo.reload(&setup);
+    let (n, mut c) = bounded("resumed command", waiting).await.unwrap().unwrap();
+    assert_eq!(n, Some(3));
+
+    // Paused beyond the queue timeout: a clear error, the client goes on.
+    let mut setup2 = setup.clone().plan("hasty", "queue_timeout_ms = 200");
+    setup2.set_plan(&acme.slug, "hasty");
+    setup2.set_status(&acme.slug, "paused");
+    silo.reload(&setup2);
+    let err = c.query_drop("SELECT 1").await.unwrap_err();
+    refused_with(&err, 1040, &["paused"]);
+    setup2.set_status(&acme.slug, "active");
+    silo.reload(&setup2);
+    let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(n, Some(3));
+}
