@@ -3,6 +3,7 @@
 
 pub mod connection;
 pub mod error;
+pub mod fair;
 pub mod pins;
 pub mod pool;
 pub mod session_vars;

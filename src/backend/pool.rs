@@ -14,9 +14,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use super::connection::{Identity, Profile};
+use super::fair::{FairQueue, WaitKey};
 use super::pins::PinCounters;
 use super::{BackendConn, BackendError};
 use crate::config::{BackendConfig, Config};
@@ -45,12 +46,23 @@ pub struct PoolSnapshot {
     pub errors: u64,
 }
 
+/// What a waiting lease is handed when the pool frees something.
+#[derive(Debug)]
+enum Handoff {
+    /// A connection given back (any tenant's: re-authenticated if needed).
+    Conn(BackendConn),
+    /// A freed slot: the waiter opens a connection in it.
+    Slot,
+}
+
 #[derive(Debug)]
 struct PoolState {
     /// Idle connections, least recently used first.
     idle: VecDeque<BackendConn>,
     /// Connections that exist or are being opened: idle, leased, resetting.
     open: u32,
+    /// Leases waiting for a full pool, served fairly between tenants.
+    waiters: FairQueue<oneshot::Sender<Handoff>>,
 }
 
 #[derive(Debug)]
@@ -59,8 +71,6 @@ pub struct Pool {
     max_lifetime: Duration,
     reset_timeout: Duration,
     state: Mutex<PoolState>,
-    /// Woken when a connection returns to idle or a slot frees up.
-    returned: Notify,
     pub stats: PoolStats,
 }
 
@@ -79,8 +89,8 @@ impl Pool {
             state: Mutex::new(PoolState {
                 idle: VecDeque::new(),
                 open: 0,
+                waiters: FairQueue::default(),
             }),
-            returned: Notify::new(),
             stats: PoolStats::default(),
         });
         spawn_reaper(Arc::downgrade(&pool));
@@ -107,8 +117,27 @@ impl Pool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A connection logged in as `identity` with `profile`, in the
-    /// identity's database.
+    /// A connection logged in as `identity` with `profile`, waiting as a
+    /// tenant of its own with weight 1 (see [`Pool::lease_for`]).
+    ///
+    /// # Errors
+    /// As [`Pool::lease_for`].
+    pub async fn lease(
+        self: &Arc<Self>,
+        identity: &Identity,
+        profile: Profile,
+        timeout: Duration,
+    ) -> Result<Lease, BackendError> {
+        let key = WaitKey {
+            tenant: identity.user.as_str().into(),
+            weight: 1,
+        };
+        self.lease_for(&key, identity, profile, timeout).await
+    }
+
+    /// A connection logged in as `identity` with `profile`. When the pool
+    /// is full the lease waits in `key`'s tenant queue, served by weighted
+    /// fair queueing against the other tenants waiting for this backend.
     ///
     /// # Errors
     /// [`BackendError::LeaseTimeout`] when the pool stays full for `timeout`;
@@ -116,42 +145,52 @@ impl Pool {
     ///
     /// # Cancel safety
     /// Cancel-safe: a connection being opened or re-authenticated when the
-    /// future is dropped is closed and its slot freed.
-    pub async fn lease(
+    /// future is dropped is closed and its slot freed; a connection or slot
+    /// handed to a waiter that gave up goes to the next one.
+    pub async fn lease_for(
         self: &Arc<Self>,
+        key: &WaitKey,
         identity: &Identity,
         profile: Profile,
         timeout: Duration,
     ) -> Result<Lease, BackendError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
-        // Fast path, the common case in transaction mode: an idle connection
-        // is there, no need to register as a waiter first.
-        let mut ready = self.take(identity, profile);
         loop {
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            let taken = match ready.take() {
-                Some(grant) => Some(grant),
-                None => {
-                    // Registered before looking, so a return in between wakes us.
-                    returned.as_mut().enable();
-                    self.take(identity, profile)
+            let grant = match self.take_or_wait(key, identity, profile) {
+                Ok(grant) => grant,
+                Err((id, rx)) => {
+                    let mut waiter = Waiter {
+                        pool: self,
+                        key,
+                        id,
+                        rx,
+                        done: false,
+                    };
+                    match tokio::time::timeout_at(deadline, waiter.wait()).await {
+                        Ok(Some(Handoff::Conn(conn))) => Grant::Other(conn),
+                        Ok(Some(Handoff::Slot)) => Grant::NewSlot,
+                        Ok(None) | Err(_) => {
+                            return Err(BackendError::LeaseTimeout {
+                                waited_ms: started.elapsed().as_millis() as u64,
+                            });
+                        }
+                    }
                 }
             };
-            let grant = match taken {
+            let grant = match grant {
                 // Capabilities are fixed at connect: a connection of another
                 // profile gives its slot to a new one.
-                Some(Grant::Other(conn)) if conn.profile != profile => {
+                Grant::Other(conn) if conn.profile != profile => {
                     drop(conn);
                     self.stats.closed.fetch_add(1, Ordering::Relaxed);
-                    Some(Grant::NewSlot)
+                    Grant::NewSlot
                 }
                 grant => grant,
             };
             let mut lease = match grant {
-                Some(Grant::Matching(conn) | Grant::Other(conn)) => self.lease_of(conn, true),
-                Some(Grant::NewSlot) => {
+                Grant::Matching(conn) | Grant::Other(conn) => self.lease_of(conn, true),
+                Grant::NewSlot => {
                     let slot = Slot {
                         pool: Some(self.clone()),
                     };
@@ -167,15 +206,6 @@ impl Pool {
                             return Err(e);
                         }
                     }
-                }
-                None => {
-                    let _waiting = Counted::new(&self.stats.waiting);
-                    if tokio::time::timeout_at(deadline, returned).await.is_err() {
-                        return Err(BackendError::LeaseTimeout {
-                            waited_ms: started.elapsed().as_millis() as u64,
-                        });
-                    }
-                    continue;
                 }
             };
             match lease.prepare(identity).await {
@@ -194,7 +224,15 @@ impl Pool {
         }
     }
 
-    fn take(&self, identity: &Identity, profile: Profile) -> Option<Grant> {
+    /// Under one lock: an idle connection, a free slot, or a place in the
+    /// tenant's queue (so nothing freed in between is missed).
+    #[allow(clippy::type_complexity)]
+    fn take_or_wait(
+        &self,
+        key: &WaitKey,
+        identity: &Identity,
+        profile: Profile,
+    ) -> Result<Grant, (u64, oneshot::Receiver<Handoff>)> {
         let mut state = self.lock();
         // Most recently used first: its server-side caches are warm. One
         // already watched by this worker's event loop saves moving it.
@@ -205,18 +243,42 @@ impl Pool {
             .iter()
             .rposition(|c| fits(c) && c.worker() == worker)
             .or_else(|| state.idle.iter().rposition(fits));
-        if let Some(i) = found {
-            let conn = state.idle.remove(i)?;
+        if let Some(conn) = found.and_then(|i| state.idle.remove(i)) {
             self.stats.idle.store(state.idle.len(), Ordering::Relaxed);
-            return Some(Grant::Matching(conn));
+            return Ok(Grant::Matching(conn));
         }
         if state.open < self.backend.max_connections {
             state.open += 1;
-            return Some(Grant::NewSlot);
+            return Ok(Grant::NewSlot);
         }
-        let conn = state.idle.pop_front()?;
-        self.stats.idle.store(state.idle.len(), Ordering::Relaxed);
-        Some(Grant::Other(conn))
+        if let Some(conn) = state.idle.pop_front() {
+            self.stats.idle.store(state.idle.len(), Ordering::Relaxed);
+            return Ok(Grant::Other(conn));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = state.waiters.push(key, tx);
+        self.stats
+            .waiting
+            .store(state.waiters.len(), Ordering::Relaxed);
+        Err((id, rx))
+    }
+
+    /// Hands `handoff` to the fairest waiter, if any; gives it back otherwise.
+    fn hand_off(&self, state: &mut PoolState, mut handoff: Handoff) -> Option<Handoff> {
+        while let Some(tx) = state.waiters.pop() {
+            match tx.send(handoff) {
+                Ok(()) => {
+                    self.stats
+                        .waiting
+                        .store(state.waiters.len(), Ordering::Relaxed);
+                    return None;
+                }
+                // That waiter just gave up: the next one.
+                Err(back) => handoff = back,
+            }
+        }
+        self.stats.waiting.store(0, Ordering::Relaxed);
+        Some(handoff)
     }
 
     fn lease_of(self: &Arc<Self>, conn: BackendConn, reused: bool) -> Lease {
@@ -228,20 +290,19 @@ impl Pool {
         }
     }
 
-    /// Returns a clean connection to the idle list, or closes it when it has
-    /// lived too long.
+    /// Returns a clean connection to a waiter or the idle list, or closes
+    /// it when it has lived too long.
     fn checkin(&self, mut conn: BackendConn) {
         if conn.age() >= self.max_lifetime {
             self.close(conn);
             return;
         }
         conn.idle_since = Instant::now();
-        {
-            let mut state = self.lock();
+        let mut state = self.lock();
+        if let Some(Handoff::Conn(conn)) = self.hand_off(&mut state, Handoff::Conn(conn)) {
             state.idle.push_back(conn);
             self.stats.idle.store(state.idle.len(), Ordering::Relaxed);
         }
-        self.returned.notify_one();
     }
 
     fn close(&self, conn: BackendConn) {
@@ -250,12 +311,16 @@ impl Pool {
     }
 
     fn free_slot(&self) {
-        {
-            let mut state = self.lock();
+        self.stats.closed.fetch_add(1, Ordering::Relaxed);
+        self.release_slot();
+    }
+
+    /// A slot is free: a waiter opens a connection in it, or it is returned.
+    fn release_slot(&self) {
+        let mut state = self.lock();
+        if self.hand_off(&mut state, Handoff::Slot).is_some() {
             state.open = state.open.saturating_sub(1);
         }
-        self.stats.closed.fetch_add(1, Ordering::Relaxed);
-        self.returned.notify_one();
     }
 
     /// Closes idle connections past the idle timeout or the max lifetime.
@@ -323,19 +388,47 @@ impl Drop for Slot {
     }
 }
 
-/// Increments a gauge for as long as it lives.
-struct Counted<'a>(&'a AtomicUsize);
+/// A lease waiting in the pool's fair queue. Dropped before it was served
+/// (timeout, cancellation), it leaves the queue; whatever was handed to it
+/// meanwhile goes back to the pool.
+struct Waiter<'a> {
+    pool: &'a Pool,
+    key: &'a WaitKey,
+    id: u64,
+    rx: oneshot::Receiver<Handoff>,
+    done: bool,
+}
 
-impl<'a> Counted<'a> {
-    fn new(gauge: &'a AtomicUsize) -> Self {
-        gauge.fetch_add(1, Ordering::Relaxed);
-        Counted(gauge)
+impl Waiter<'_> {
+    async fn wait(&mut self) -> Option<Handoff> {
+        let got = (&mut self.rx).await.ok();
+        self.done = true;
+        got
     }
 }
 
-impl Drop for Counted<'_> {
+impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.done {
+            return;
+        }
+        {
+            let mut state = self.pool.lock();
+            if state.waiters.remove(self.key, self.id).is_some() {
+                self.pool
+                    .stats
+                    .waiting
+                    .store(state.waiters.len(), Ordering::Relaxed);
+                return;
+            }
+        }
+        // Already served: hand-offs are sent under the pool's lock, so it
+        // is in the channel now.
+        match self.rx.try_recv() {
+            Ok(Handoff::Conn(conn)) => self.pool.checkin(conn),
+            Ok(Handoff::Slot) => self.pool.release_slot(),
+            Err(_) => {}
+        }
     }
 }
 

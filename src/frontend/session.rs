@@ -29,6 +29,7 @@ use super::registry::{BackendTarget, SessionHandle};
 use super::session_state::{ResponseNotes, SessionState};
 use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
+use crate::backend::fair::WaitKey;
 use crate::backend::pins::{PinReason, Pins};
 use crate::backend::{BackendConn, BackendError, Lease};
 use crate::config::{PoolMode, TenantStatus};
@@ -478,8 +479,12 @@ impl Session {
         };
         let identity = self.tenant.identity.clone();
         let slot = self.lease_gate().await?;
+        let key = WaitKey {
+            tenant: self.tenant.id.0.clone(),
+            weight: self.tenant.limits.weight,
+        };
         let mut lease = pool
-            .lease(&identity, self.profile, self.ctx.lease_timeout)
+            .lease_for(&key, &identity, self.profile, self.ctx.lease_timeout)
             .await
             .map_err(|e| self.backend_error(&e))?;
         pool.stats.pins.count_lease();
