@@ -128,7 +128,10 @@ mod tests {
         for i in 0..3 {
             q.push(&key("a", 1), i);
         }
-        assert_eq!((q.pop(), q.pop(), q.pop(), q.pop()), (Some(0), Some(1), Some(2), None));
+        assert_eq!(
+            (q.pop(), q.pop(), q.pop(), q.pop()),
+            (Some(0), Some(1), Some(2), None)
+        );
     }
 
     #[test]

@@ -265,3 +265,66 @@ async fn a_paused_tenant_waits_and_resumes_in_order() {
     let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM items").await.unwrap();
     assert_eq!(n, Some(3));
 }
+
+#[tokio::test]
+async fn a_noisy_tenant_does_not_starve_a_quiet_one() {
+    const CAP: u32 = 4;
+    const NOISY_CLIENTS: usize = 16;
+    let mut setup = Setup::new();
+    let noisy = setup.tenant("noisy", 2).await;
+    let quiet = setup.tenant("quiet", 2).await;
+    let silo = setup
+        .backend(2, servers()[1].addr(), CAP)
+        .lease_timeout_ms(15_000)
+        .start()
+        .await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut flood = Vec::new();
+    for _ in 0..NOISY_CLIENTS {
+        let opts = opts_for(&silo, &noisy).await;
+        let done = done.clone();
+        flood.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts).await?;
+            for _ in 0..5 {
+                c.query_drop("SELECT SLEEP(0.2)").await?;
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+            c.disconnect().await
+        }));
+    }
+    // Wait until the flood saturates the backend and queues.
+    eventually("the flood to queue", || {
+        silo.pool(2).snapshot().waiting >= 4
+    })
+    .await;
+    let mut c = silo.app(&quiet).await;
+    let users = [noisy.db.user.clone(), quiet.db.user.clone()];
+    let mut worst = 0;
+    for _ in 0..10 {
+        let before = done.load(Ordering::SeqCst);
+        let n: Option<u64> = bounded("quiet query", c.query_first("SELECT COUNT(*) FROM items"))
+            .await
+            .unwrap();
+        assert_eq!(n, Some(3));
+        worst = worst.max(done.load(Ordering::SeqCst) - before);
+        // The backend's own view: never more than the cap, both tenants together.
+        let mut seen = 0;
+        for user in &users {
+            seen += crate::common::mariadb::processlist_count(&servers()[1], user).await;
+        }
+        assert!(seen <= CAP as usize, "{seen} connections on the backend");
+    }
+    eprintln!(
+        "fairness: a quiet statement waited for at most {worst} noisy statements (backend cap {CAP}, {NOISY_CLIENTS} noisy clients)"
+    );
+    // Each quiet statement waited behind the statements running when it
+    // arrived and at most one more of the noisy tenant, not its whole queue.
+    assert!(
+        worst <= CAP as usize + 2,
+        "a quiet statement waited for {worst} noisy ones"
+    );
+    for t in flood {
+        bounded("noisy client", t).await.unwrap().unwrap();
+    }
+    assert_eq!(done.load(Ordering::SeqCst), NOISY_CLIENTS * 5);
+}
