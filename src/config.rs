@@ -263,6 +263,10 @@ pub struct BackendConfig {
     /// Idle pooled connections older than this are closed.
     #[serde(default = "default_idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// Out of rotation: no new leases, idle connections closed, sessions
+    /// pinned to it finish there.
+    #[serde(default)]
+    pub draining: bool,
 }
 
 fn default_connect_timeout_ms() -> u64 {

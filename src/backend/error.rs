@@ -32,6 +32,8 @@ pub enum BackendError {
     LeaseTimeout { waited_ms: u64 },
     #[error("backend {0} is not configured")]
     UnknownBackend(u32),
+    #[error("backend {0} is draining")]
+    Draining(u32),
 }
 
 impl BackendError {

@@ -9,7 +9,7 @@
 //! (connect, change user, reset) happens outside it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,8 @@ pub struct Pool {
     max_lifetime: Duration,
     reset_timeout: Duration,
     state: Mutex<PoolState>,
+    /// Out of rotation (see [`Pool::set_draining`]).
+    draining: AtomicBool,
     pub stats: PoolStats,
 }
 
@@ -94,14 +96,40 @@ impl Pool {
                 open: 0,
                 waiters: FairQueue::default(),
             }),
+            draining: AtomicBool::new(false),
             stats: PoolStats::default(),
         });
+        pool.set_draining(pool.backend.draining);
         spawn_reaper(Arc::downgrade(&pool));
         pool
     }
 
     pub fn backend(&self) -> &BackendConfig {
         &self.backend
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Takes the backend out of rotation (or back in): no new leases, idle
+    /// connections closed now, connections given back closed; leases held
+    /// (pinned sessions) finish. Waiting leases are refused.
+    pub fn set_draining(&self, on: bool) {
+        if self.draining.swap(on, Ordering::AcqRel) == on || !on {
+            return;
+        }
+        let idle: Vec<BackendConn> = {
+            let mut state = self.lock();
+            // Dropping the senders tells the waiters.
+            while state.waiters.pop().is_some() {}
+            self.stats.waiting.store(0, Ordering::Relaxed);
+            self.stats.idle.store(0, Ordering::Relaxed);
+            state.idle.drain(..).collect()
+        };
+        for conn in idle {
+            self.close(conn);
+        }
     }
 
     pub fn snapshot(&self) -> PoolSnapshot {
@@ -160,6 +188,9 @@ impl Pool {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if self.is_draining() {
+                return Err(BackendError::Draining(self.backend.id));
+            }
             let grant = match self.take_or_wait(key, identity, profile) {
                 Ok(grant) => grant,
                 Err((id, rx)) => {
@@ -173,6 +204,9 @@ impl Pool {
                     match tokio::time::timeout_at(deadline, waiter.wait()).await {
                         Ok(Some(Handoff::Conn(conn))) => Grant::Other(conn),
                         Ok(Some(Handoff::Slot)) => Grant::NewSlot,
+                        Ok(None) if self.is_draining() => {
+                            return Err(BackendError::Draining(self.backend.id));
+                        }
                         Ok(None) | Err(_) => {
                             return Err(BackendError::LeaseTimeout {
                                 waited_ms: started.elapsed().as_millis() as u64,
@@ -297,6 +331,10 @@ impl Pool {
     /// it when it has lived too long.
     fn checkin(&self, mut conn: BackendConn) {
         if conn.age() >= self.max_lifetime {
+            self.close(conn);
+            return;
+        }
+        if self.is_draining() {
             self.close(conn);
             return;
         }

@@ -1,7 +1,8 @@
-//! Applies a new route table to the sessions already running: sessions of a
-//! tenant that is no longer served (suspended, being deleted, provisioning
-//! again, removed) end after their current statement, and commands waiting
-//! while their tenant is paused look again.
+//! Applies a new route table to what is already running: backends marked
+//! `draining` leave rotation, sessions of a tenant that is no longer served
+//! (suspended, being deleted, provisioning again, removed) end after their
+//! current statement, and commands waiting while their tenant is paused look
+//! again.
 
 use std::sync::{Arc, Weak};
 
@@ -37,6 +38,11 @@ pub async fn watch_routes(ctx: Weak<Context>) {
 pub fn apply(ctx: &Arc<Context>) {
     ctx.tenants.route_changed();
     let table = ctx.router.load();
+    for backend in table.backends() {
+        if let Some(pool) = ctx.pools.get(backend.id) {
+            pool.set_draining(backend.draining);
+        }
+    }
     for handle in ctx.registry.sessions() {
         let Some(tenant) = handle.tenant() else {
             continue;

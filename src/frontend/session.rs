@@ -551,6 +551,15 @@ impl Session {
     pub(super) fn backend_error(&self, e: &BackendError) -> ServerError {
         let slug = self.tenant.slug();
         match e {
+            BackendError::Draining(backend) => {
+                info!(
+                    conn = self.handle.id,
+                    tenant = slug,
+                    backend,
+                    "backend draining: lease refused"
+                );
+                ServerError::backend_draining(slug)
+            }
             BackendError::LeaseTimeout { waited_ms } => {
                 info!(
                     conn = self.handle.id,

@@ -185,6 +185,15 @@ impl ServerError {
         )
     }
 
+    /// The tenant's backend is out of rotation.
+    pub fn backend_draining(slug: &str) -> Self {
+        Self::new(
+            1053,
+            b"08S01",
+            format!("The database server of tenant '{slug}' is being drained; try again shortly"),
+        )
+    }
+
     /// The tenant stayed paused for the whole queue timeout.
     pub fn tenant_paused(slug: &str, waited_ms: u64) -> Self {
         Self::new(

@@ -744,6 +744,13 @@ pub async fn provision_tenant(backend: &Backend, slug: &str) -> TenantDb {
         user: format!("u_{slug}"),
         password: random_password(),
     };
+    provision_copy(backend, slug, &tenant).await;
+    tenant
+}
+
+/// Creates `tenant`'s database, user (same password) and rows on `backend`
+/// too, as a tenant moved between servers would find them.
+pub async fn provision_copy(backend: &Backend, slug: &str, tenant: &TenantDb) {
     let (db, user) = (&tenant.database, &tenant.user);
     let mut conn = backend.root_conn().await;
     sql(
@@ -779,7 +786,6 @@ pub async fn provision_tenant(backend: &Backend, slug: &str) -> TenantDb {
     )
     .await;
     let _ = conn.disconnect().await;
-    tenant
 }
 
 /// Rows of `information_schema.PROCESSLIST` for `user` (every host), as seen by

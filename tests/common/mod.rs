@@ -49,6 +49,7 @@ pub struct Setup {
     backends: Vec<(u32, SocketAddr, u32)>,
     /// Extra `[[plans]]` bodies (the "starter" plan is always there).
     plans: Vec<String>,
+    draining: std::collections::HashSet<u32>,
     tenants: Vec<Tenant>,
     /// (username, tenant slug, password)
     users: Vec<(String, String, String)>,
@@ -69,6 +70,7 @@ impl Setup {
         Self {
             backends: vec![(1, s[0].addr(), 20), (2, s[1].addr(), 20)],
             plans: Vec::new(),
+            draining: Default::default(),
             tenants: Vec::new(),
             users: Vec::new(),
             hashed_users: Vec::new(),
@@ -133,6 +135,20 @@ impl Setup {
     /// Puts tenant `slug` on `plan` (takes effect at start or [`Silo::reload`]).
     pub fn set_plan(&mut self, slug: &str, plan: &str) {
         self.tenant_mut(slug).plan = plan.to_string();
+    }
+
+    /// Routes tenant `slug` to `backend` (takes effect at [`Silo::reload`]).
+    pub fn set_backend(&mut self, slug: &str, backend: u32) {
+        self.tenant_mut(slug).backend = backend;
+    }
+
+    /// Marks backend `id` as draining (takes effect at start or [`Silo::reload`]).
+    pub fn drain(&mut self, id: u32, on: bool) {
+        if on {
+            self.draining.insert(id);
+        } else {
+            self.draining.remove(&id);
+        }
     }
 
     /// Sets tenant `slug`'s status (takes effect at start or [`Silo::reload`]).
@@ -222,10 +238,11 @@ impl Setup {
         }
         for (id, addr, max) in &self.backends {
             t += &format!(
-                "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = {}\n",
+                "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = {}\ndraining = {}\n",
                 addr.ip(),
                 addr.port(),
-                self.idle_timeout_ms
+                self.idle_timeout_ms,
+                self.draining.contains(id)
             );
         }
         t += r#"[[plans]]

@@ -328,3 +328,75 @@ async fn a_noisy_tenant_does_not_starve_a_quiet_one() {
     }
     assert_eq!(done.load(Ordering::SeqCst), NOISY_CLIENTS * 5);
 }
+
+#[tokio::test]
+async fn a_moved_tenant_finishes_its_transaction_then_follows() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("moved", 1).await;
+    crate::common::mariadb::provision_copy(&servers()[1], &acme.slug, &acme.db).await;
+    let silo = setup.start().await;
+    let mut pinned = silo.app(&acme).await;
+    let mut idle = silo.app(&acme).await;
+    let server_of = async |c: &mut mysql_async::Conn| -> u16 {
+        let port: Option<u16> = c.query_first("SELECT @@port").await.unwrap();
+        port.unwrap()
+    };
+    let old_port = server_of(&mut pinned).await;
+    assert_eq!(old_port, servers()[0].addr().port());
+    pinned.query_drop("BEGIN").await.unwrap();
+    pinned
+        .query_drop("INSERT INTO items VALUES (40, 'before the move')")
+        .await
+        .unwrap();
+    setup.set_backend(&acme.slug, 2);
+    silo.reload(&setup);
+    // New statements go to the new backend; the open transaction stays on
+    // the old one until it ends.
+    assert_eq!(server_of(&mut idle).await, servers()[1].addr().port());
+    assert_eq!(server_of(&mut pinned).await, old_port);
+    pinned.query_drop("COMMIT").await.unwrap();
+    assert_eq!(server_of(&mut pinned).await, servers()[1].addr().port());
+    let mut root = servers()[0].root_conn().await;
+    let n: Option<u64> = root
+        .query_first(format!(
+            "SELECT COUNT(*) FROM `{}`.items WHERE id = 40",
+            acme.db.database
+        ))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1), "committed where it started");
+}
+
+#[tokio::test]
+async fn a_draining_backend_takes_no_new_leases_and_lets_pinned_sessions_finish() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("drain", 2).await;
+    let silo = setup.start().await;
+    let mut pinned = silo.app(&acme).await;
+    let mut other = silo.app(&acme).await;
+    pinned.query_drop("BEGIN").await.unwrap();
+    pinned
+        .query_drop("UPDATE items SET name = 'drained' WHERE id = 2")
+        .await
+        .unwrap();
+    setup.drain(2, true);
+    silo.reload(&setup);
+    let pool = silo.pool(2);
+    eventually("idle connections to close", || pool.snapshot().idle == 0).await;
+    let err = other.query_drop("SELECT 1").await.unwrap_err();
+    refused_with(&err, 1053, &["drained", &acme.slug]);
+    // The pinned session finishes its transaction on it; its connection is
+    // closed when given back.
+    pinned.query_drop("COMMIT").await.unwrap();
+    eventually("the last connection to close", || {
+        pool.open_connections() == 0
+    })
+    .await;
+    setup.drain(2, false);
+    silo.reload(&setup);
+    let name: Option<String> = other
+        .query_first("SELECT name FROM items WHERE id = 2")
+        .await
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("drained"));
+}
