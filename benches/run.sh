@@ -37,6 +37,8 @@
 #   BENCH_MANY_POOL        silo's backend max_connections in that part  [64]
 #   BENCH_MANY_MODE        silo's [pool] mode in that part              [transaction]
 #   BENCH_MODE             silo's [pool] mode in the 1/8/64 matrix      [transaction]
+#   BENCH_LIMITS           on: every plan limit finite (none binding)   [on]
+#                          off: every limit "unlimited" (limits' own cost)
 #                          (session serves it only if BENCH_MANY_POOL >= clients)
 #   SILO_BIN               silo binary                  [target/release/silo]
 #   BENCH_OUT              results file           [target/bench-results.txt]
@@ -76,6 +78,7 @@ BENCH_MANY_CLIENTS=${BENCH_MANY_CLIENTS:-1000}
 BENCH_MANY_POOL=${BENCH_MANY_POOL:-64}
 BENCH_MANY_MODE=${BENCH_MANY_MODE:-transaction}
 BENCH_MODE=${BENCH_MODE:-transaction}
+BENCH_LIMITS=${BENCH_LIMITS:-on}
 SILO_BIN=${SILO_BIN:-$ROOT/target/release/silo}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench-results.txt}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
@@ -109,6 +112,7 @@ check_range BENCH_MANY_CLIENTS "$BENCH_MANY_CLIENTS" 1 10000
 check_range BENCH_MANY_POOL "$BENCH_MANY_POOL" 1 10000
 case $BENCH_MANY_MODE in session | transaction) ;; *) die "BENCH_MANY_MODE: '$BENCH_MANY_MODE' is not session or transaction" ;; esac
 case $BENCH_MODE in session | transaction) ;; *) die "BENCH_MODE: '$BENCH_MODE' is not session or transaction" ;; esac
+case $BENCH_LIMITS in on | off) ;; *) die "BENCH_LIMITS: '$BENCH_LIMITS' is not on or off" ;; esac
 read -r -a THREADS <<<"$BENCH_THREADS"
 read -r -a PS_MODES <<<"$BENCH_PS_MODES"
 read -r -a TARGETS <<<"$BENCH_TARGETS"
@@ -344,6 +348,17 @@ EOF
 
 # --- silo ----------------------------------------------------------------------
 # write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS
+# plan_limits MAX_CLIENTS BACKEND_MAX : the bench plan. With BENCH_LIMITS=on
+# every limit is finite but never reached, so each is checked on every
+# statement; off makes them all "unlimited".
+plan_limits() {
+    if [ "$BENCH_LIMITS" = on ]; then
+        printf '[[plans]]\nname = "bench"\nweight = 8\nmax_client_connections = %s\nmax_backend_leases = %s\nqueue_timeout_ms = 10000\nmax_queries_per_second = 100000000\nburst = 100000000\nmax_query_time_ms = 60000\nmax_queries_per_day = 1000000000000\n' "$1" "$2"
+    else
+        printf '[[plans]]\nname = "bench"\nweight = 8\nmax_client_connections = "unlimited"\nmax_backend_leases = "unlimited"\nqueue_timeout_ms = 10000\nmax_queries_per_second = "unlimited"\nburst = "unlimited"\nmax_query_time_ms = "unlimited"\nmax_queries_per_day = "unlimited"\n'
+    fi
+}
+
 write_silo_config() {
     local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5
     cat >"$file" <<EOF
@@ -371,16 +386,7 @@ max_connections = $backend_max
 connect_timeout_ms = 5000
 idle_timeout_ms = 300000
 
-[[plans]]
-name = "bench"
-weight = 8
-max_client_connections = $max_clients
-max_backend_leases = $backend_max
-queue_timeout_ms = 10000
-max_queries_per_second = "unlimited"
-burst = "unlimited"
-max_query_time_ms = 60000
-max_queries_per_day = "unlimited"
+$(plan_limits "$max_clients" "$backend_max")
 
 [[tenants]]
 slug = "$SLUG"

@@ -660,7 +660,12 @@ impl Session {
             return Ok((Flow::Continue, None));
         };
         let mut notes = ResponseNotes::default();
+        let started = std::time::Instant::now();
         let flow = self.relay_response(&mut scanner, &mut notes).await?;
+        self.live.query_time_us.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         if flow == Flow::End {
             return Ok((flow, None));
         }

@@ -62,6 +62,9 @@ pub struct TenantLive {
     /// Commands waiting for a lease slot, a rate token or the end of a pause.
     pub queued: AtomicUsize,
     pub queries: AtomicU64,
+    /// Time statements spent between being sent to the backend and the end
+    /// of their response, in microseconds.
+    pub query_time_us: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
     lease_freed: Notify,
     /// Woken when the route table changes (pause lifted, limits changed).
@@ -79,6 +82,7 @@ impl Default for TenantLive {
             leases: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             queries: AtomicU64::new(0),
+            query_time_us: AtomicU64::new(0),
             refused: Default::default(),
             lease_freed: Notify::new(),
             route_changed: Notify::new(),

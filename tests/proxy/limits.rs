@@ -170,6 +170,8 @@ async fn max_query_time_stops_long_statements_and_caps_the_client() {
     .await
     .unwrap_err();
     refused_with(&err, 1969, &["max_statement_time"]);
+    let spent = silo.live(&acme).query_time_us.load(Ordering::Relaxed);
+    assert!(spent >= 250_000, "query time counted: {spent} µs");
     // Still usable, and the client cannot lift the cap.
     c.query_drop("SET max_statement_time = 0").await.unwrap();
     let cap: Option<f64> = c.query_first("SELECT @@max_statement_time").await.unwrap();
