@@ -402,3 +402,24 @@ async fn a_draining_backend_takes_no_new_leases_and_lets_pinned_sessions_finish(
         .unwrap();
     assert_eq!(name.as_deref(), Some("drained"));
 }
+
+#[tokio::test]
+async fn deleting_or_reprovisioning_a_tenant_ends_its_sessions_too() {
+    for (status, why) in [
+        ("pending_deletion", "is being deleted"),
+        ("provisioning", "is being provisioned again"),
+    ] {
+        let mut setup = Setup::new();
+        let acme = setup.tenant("ending", 1).await;
+        let other = setup.tenant("endingother", 1).await;
+        let silo = setup.start().await;
+        let mut c = silo.app(&acme).await;
+        setup.set_status(&acme.slug, status);
+        silo.reload(&setup);
+        let err = c.query_drop("SELECT 1").await.unwrap_err();
+        refused_with(&err, 1927, &[why]);
+        let err = silo.connect_err(opts_for(&silo, &acme).await).await;
+        assert_eq!(error_code(&err), Some(1045), "{status}: {err}");
+        silo.assert_serves(&other).await;
+    }
+}
