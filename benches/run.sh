@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# silo load benchmark: direct MariaDB vs HAProxy (mode tcp) vs silo, in one
-# run, on this machine, with sysbench oltp_point_select.
+# silo load benchmark: direct MariaDB vs HAProxy (mode tcp) vs silo, and
+# silo with its plan limits on vs off, in one run, on this machine, with
+# sysbench oltp_point_select.
 #
 #   cargo build --release && bash benches/run.sh
 #
-# It starts its own mariadbd (temp datadir), HAProxy and silo, all on
+# It starts its own mariadbd (temp datadir), HAProxy and two silos (the
+# second, silo-nolimits, has every plan limit "unlimited"), all on
 # 127.0.0.1 and on free ports found from 23306 up; prepares one sysbench
 # table in the tenant database tenant_acme; then, for each (threads,
-# ps-mode), runs the same workload against direct, haproxy and silo back to
-# back (interleaved; the order rotates each round), and prints QPS, p50/p99
-# latency and each proxy's own CPU time per query. Then it runs the same
+# ps-mode), runs the same workload against direct, haproxy, silo and
+# silo-nolimits back to back (interleaved; the order rotates each round),
+# and prints QPS, p50/p99 latency, each proxy's own CPU time per query and
+# silo/silo-nolimits (what the limits cost). Then it runs the same
 # workload from BENCH_MANY_CLIENTS client connections, directly and through
 # a silo whose backend pool is capped at BENCH_MANY_POOL connections
 # (transaction pool mode), and counts the connections MariaDB actually holds
@@ -24,7 +27,7 @@
 #   BENCH_ROUNDS           rounds of the whole matrix; medians reported [3]
 #   BENCH_THREADS          client connection counts                     ["1 8 64"]
 #   BENCH_PS_MODES         sysbench --db-ps-mode values                 ["auto disable"]
-#   BENCH_TARGETS          subset of "direct haproxy silo"              [all three]
+#   BENCH_TARGETS          subset of "direct haproxy silo silo-nolimits" [all four]
 #   BENCH_TABLE_SIZE       rows in sbtest1                              [10000]
 #   BENCH_SILO_THREADS     silo's [runtime] threads (0 = one per core)  [0]
 #   BENCH_WARMUP_SECONDS   unrecorded warm-up per target at start       [3]
@@ -36,16 +39,14 @@
 #   BENCH_MANY_CLIENTS     client connections in that part              [1000]
 #   BENCH_MANY_POOL        silo's backend max_connections in that part  [64]
 #   BENCH_MANY_MODE        silo's [pool] mode in that part              [transaction]
-#   BENCH_MODE             silo's [pool] mode in the 1/8/64 matrix      [transaction]
-#   BENCH_LIMITS           on: every plan limit finite (none binding)   [on]
-#                          off: every limit "unlimited" (limits' own cost)
 #                          (session serves it only if BENCH_MANY_POOL >= clients)
+#   BENCH_MODE             silo's [pool] mode in the 1/8/64 matrix      [transaction]
 #   SILO_BIN               silo binary                  [target/release/silo]
 #   BENCH_OUT              results file           [target/bench-results.txt]
 #   BENCH_KEEP_TMP         1 = keep the temp dir (logs) after the run   [0]
 #   RUST_LOG               silo's log filter during the run             [warn]
 #
-# With the defaults a run takes about 13 minutes (3 rounds x 18 runs x 8 s,
+# With the defaults a run takes about 16 minutes (3 rounds x 24 runs x 8 s,
 # plus setup, the idle-connection test and 3 rounds x 4 many-clients runs).
 # Several short interleaved rounds rather than one long run each: on a small
 # VM the single-connection figures swing between runs (where the scheduler
@@ -65,7 +66,7 @@ BENCH_SECONDS=${BENCH_SECONDS:-8}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_THREADS=${BENCH_THREADS:-"1 8 64"}
 BENCH_PS_MODES=${BENCH_PS_MODES:-"auto disable"}
-BENCH_TARGETS=${BENCH_TARGETS:-"direct haproxy silo"}
+BENCH_TARGETS=${BENCH_TARGETS:-"direct haproxy silo silo-nolimits"}
 BENCH_TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
 BENCH_SILO_THREADS=${BENCH_SILO_THREADS:-0}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
@@ -78,7 +79,6 @@ BENCH_MANY_CLIENTS=${BENCH_MANY_CLIENTS:-1000}
 BENCH_MANY_POOL=${BENCH_MANY_POOL:-64}
 BENCH_MANY_MODE=${BENCH_MANY_MODE:-transaction}
 BENCH_MODE=${BENCH_MODE:-transaction}
-BENCH_LIMITS=${BENCH_LIMITS:-on}
 SILO_BIN=${SILO_BIN:-$ROOT/target/release/silo}
 BENCH_OUT=${BENCH_OUT:-$ROOT/target/bench-results.txt}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
@@ -112,7 +112,6 @@ check_range BENCH_MANY_CLIENTS "$BENCH_MANY_CLIENTS" 1 10000
 check_range BENCH_MANY_POOL "$BENCH_MANY_POOL" 1 10000
 case $BENCH_MANY_MODE in session | transaction) ;; *) die "BENCH_MANY_MODE: '$BENCH_MANY_MODE' is not session or transaction" ;; esac
 case $BENCH_MODE in session | transaction) ;; *) die "BENCH_MODE: '$BENCH_MODE' is not session or transaction" ;; esac
-case $BENCH_LIMITS in on | off) ;; *) die "BENCH_LIMITS: '$BENCH_LIMITS' is not on or off" ;; esac
 read -r -a THREADS <<<"$BENCH_THREADS"
 read -r -a PS_MODES <<<"$BENCH_PS_MODES"
 read -r -a TARGETS <<<"$BENCH_TARGETS"
@@ -124,7 +123,7 @@ for m in "${PS_MODES[@]}"; do
     case $m in auto | disable) ;; *) die "BENCH_PS_MODES: '$m' is not auto or disable" ;; esac
 done
 for t in "${TARGETS[@]}"; do
-    case $t in direct | haproxy | silo) ;; *) die "BENCH_TARGETS: '$t' is not direct, haproxy or silo" ;; esac
+    case $t in direct | haproxy | silo | silo-nolimits) ;; *) die "BENCH_TARGETS: '$t' is not direct, haproxy, silo or silo-nolimits" ;; esac
 done
 has_target() {
     local t
@@ -149,9 +148,13 @@ if { [ "$BENCH_MATRIX" = 1 ] && has_target haproxy; } ||
     { [ "$BENCH_IDLE_CONNS" -gt 0 ] && [ "$BENCH_IDLE_HAPROXY" = 1 ]; }; then
     NEED_HAPROXY=1
 fi
-NEED_SILO=0 # the main (session-mode) silo of the matrix and the idle test
+NEED_SILO=0 # the main silo of the matrix and the idle test
 if has_target silo && { [ "$BENCH_MATRIX" = 1 ] || [ "$BENCH_IDLE_CONNS" -gt 0 ]; }; then
     NEED_SILO=1
+fi
+NEED_SILO_NL=0 # silo-nolimits: matrix only
+if has_target silo-nolimits && [ "$BENCH_MATRIX" = 1 ]; then
+    NEED_SILO_NL=1
 fi
 
 # --- tools -------------------------------------------------------------------
@@ -173,7 +176,7 @@ need_tool python3 python3
 need_tool timeout coreutils
 need_tool getconf libc-bin
 if [ "$NEED_HAPROXY" = 1 ]; then need_tool haproxy haproxy; fi
-if has_target silo && [ ! -x "$SILO_BIN" ]; then
+if { has_target silo || has_target silo-nolimits; } && [ ! -x "$SILO_BIN" ]; then
     die "silo binary not found at $SILO_BIN: build it first with
     cargo build --release
 (or point SILO_BIN at a build, or leave silo out: BENCH_TARGETS='direct haproxy')"
@@ -205,6 +208,7 @@ TMP=
 MDB_PID=
 HAP_PID=
 SILO_PID=
+SILO_NL_PID=
 SILO_MANY_PID=
 SAMPLER_PID=
 # shellcheck disable=SC2317 # invoked through trap
@@ -215,6 +219,7 @@ cleanup() {
     set +e
     stop_pid "$SAMPLER_PID" "connection sampler"
     stop_pid "$SILO_MANY_PID" silo
+    stop_pid "$SILO_NL_PID" silo-nolimits
     stop_pid "$SILO_PID" silo
     stop_pid "$HAP_PID" haproxy
     stop_pid "$MDB_PID" mariadbd
@@ -243,7 +248,7 @@ NOTES=()
 # restarts silo) must not swap the binary under the benchmark.
 file_date() { date -u -r "$1" '+built %Y-%m-%d %H:%M UTC' 2>/dev/null || echo "not built"; }
 SILO_BUILT=$(file_date "$SILO_BIN")
-if has_target silo; then
+if has_target silo || has_target silo-nolimits; then
     cp "$SILO_BIN" "$TMP/silo"
     SILO_SRC=$SILO_BIN
     SILO_BIN=$TMP/silo
@@ -253,6 +258,7 @@ DB_PORT=$(pick_port 23306)
 HAP_PORT=$(pick_port $((DB_PORT + 1)))
 SILO_PORT=$(pick_port $((HAP_PORT + 1)))
 SILO_MANY_PORT=$(pick_port $((SILO_PORT + 1)))
+SILO_NL_PORT=$(pick_port $((SILO_MANY_PORT + 1)))
 
 # How busy is the machine before we start? (CPU busy % over 2 s; anything
 # else running skews every figure.)
@@ -278,16 +284,17 @@ n_many=$((BENCH_ROUNDS * ${#PS_MODES[@]} * ${#MANY_TARGETS[@]}))
 matrix_plan="rounds=$BENCH_ROUNDS threads='${THREADS[*]}' ps='${PS_MODES[*]}' targets='${TARGETS[*]}'"
 [ "$BENCH_MATRIX" = 1 ] || matrix_plan="matrix skipped: BENCH_MATRIX=0"
 log "plan: $n_runs runs of ${BENCH_SECONDS}s ($matrix_plan), $n_many runs with $BENCH_MANY_CLIENTS clients (${MANY_TARGETS[*]:-none}; silo pool mode $BENCH_MANY_MODE, backend cap $BENCH_MANY_POOL), about $(((n_runs * (BENCH_SECONDS + 2) + n_many * (BENCH_SECONDS + 8) + 60) / 60)) min plus the idle test"
-log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT"
+log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT, silo-nolimits $SILO_NL_PORT"
 if [ "$BENCH_MANY" = 1 ] && [ "$BENCH_MANY_MODE" = session ] && [ "$BENCH_MANY_POOL" -lt "$BENCH_MANY_CLIENTS" ]; then
     log "warning: pool mode session holds a backend connection per client until it disconnects: with BENCH_MANY_POOL=$BENCH_MANY_POOL < $BENCH_MANY_CLIENTS clients, the first ones hold the pool and the others wait (the spread column shows it) or fail after lease_timeout_ms"
 fi
 
 # --- MariaDB -------------------------------------------------------------------
 # Sized so it is not the bottleneck: the whole table in the buffer pool,
-# room for every client, the idle test and the many-clients part (its direct
+# room for every client (a direct run's, next to the pooled connections the
+# two silos keep open), the idle test and the many-clients part (its direct
 # clients, or silo's pool), no binlog, lazy flushing.
-mdb_max_conn=$((BENCH_IDLE_CONNS + max_threads * 2 + 200))
+mdb_max_conn=$((BENCH_IDLE_CONNS + max_threads * 3 + 200))
 many_conn=$((BENCH_MANY_CLIENTS + BENCH_MANY_POOL + 200))
 [ "$BENCH_MANY" = 0 ] || [ "$mdb_max_conn" -ge "$many_conn" ] || mdb_max_conn=$many_conn
 [ "$mdb_max_conn" -ge 1000 ] || mdb_max_conn=1000
@@ -347,20 +354,22 @@ EOF
 }
 
 # --- silo ----------------------------------------------------------------------
-# write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS
-# plan_limits MAX_CLIENTS BACKEND_MAX : the bench plan. With BENCH_LIMITS=on
-# every limit is finite but never reached, so each is checked on every
-# statement; off makes them all "unlimited".
+# plan_limits on|off MAX_CLIENTS BACKEND_MAX : the bench plan. on: every
+# limit finite but never reached, so each is checked on every statement;
+# off: all "unlimited" (silo-nolimits), so silo/silo-nolimits is what the
+# checks cost.
 plan_limits() {
-    if [ "$BENCH_LIMITS" = on ]; then
-        printf '[[plans]]\nname = "bench"\nweight = 8\nmax_client_connections = %s\nmax_backend_leases = %s\nqueue_timeout_ms = 10000\nmax_queries_per_second = 100000000\nburst = 100000000\nmax_query_time_ms = 60000\nmax_queries_per_day = 1000000000000\n' "$1" "$2"
+    if [ "$1" = on ]; then
+        printf '[[plans]]\nname = "bench"\nweight = 8\nmax_client_connections = %s\nmax_backend_leases = %s\nqueue_timeout_ms = 10000\nmax_queries_per_second = 100000000\nburst = 100000000\nmax_query_time_ms = 60000\nmax_queries_per_day = 1000000000000\n' "$2" "$3"
     else
         printf '[[plans]]\nname = "bench"\nweight = 8\nmax_client_connections = "unlimited"\nmax_backend_leases = "unlimited"\nqueue_timeout_ms = 10000\nmax_queries_per_second = "unlimited"\nburst = "unlimited"\nmax_query_time_ms = "unlimited"\nmax_queries_per_day = "unlimited"\n'
     fi
 }
 
+# write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS [LIMITS]
+# LIMITS: on (default) or off, see plan_limits.
 write_silo_config() {
-    local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5
+    local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5 limits=${6:-on}
     cat >"$file" <<EOF
 # generated by benches/run.sh
 [listen]
@@ -386,7 +395,7 @@ max_connections = $backend_max
 connect_timeout_ms = 5000
 idle_timeout_ms = 300000
 
-$(plan_limits "$max_clients" "$backend_max")
+$(plan_limits "$limits" "$max_clients" "$backend_max")
 
 [[tenants]]
 slug = "$SLUG"
@@ -451,14 +460,28 @@ start_silo() {
     launch_silo silo "$TMP/silo.toml" "$SILO_PORT" "$TMP/silo.log" SILO_PID
 }
 
+# start_silo_nolimits : the same binary and config but every plan limit
+# "unlimited", for the matrix only; on failure it is left out likewise.
+start_silo_nolimits() {
+    launch_silo silo-nolimits "$TMP/silo-nolimits.toml" "$SILO_NL_PORT" \
+        "$TMP/silo-nolimits.log" SILO_NL_PID
+}
+
 if [ "$NEED_HAPROXY" = 1 ]; then start_haproxy; fi
 SILO_OK=0
+SILO_NL_OK=0
+silo_backend_max=$((max_threads * 2))
+[ "$silo_backend_max" -ge 128 ] || silo_backend_max=128
+silo_max_clients=$((BENCH_IDLE_CONNS + max_threads * 2 + 100))
 if [ "$NEED_SILO" = 1 ]; then
-    silo_backend_max=$((max_threads * 2))
-    [ "$silo_backend_max" -ge 128 ] || silo_backend_max=128
     write_silo_config "$TMP/silo.toml" "$SILO_PORT" "$BENCH_MODE" "$silo_backend_max" \
-        $((BENCH_IDLE_CONNS + max_threads * 2 + 100))
+        "$silo_max_clients" on
     if start_silo; then SILO_OK=1; else log "silo is left out of this run"; fi
+fi
+if [ "$NEED_SILO_NL" = 1 ]; then
+    write_silo_config "$TMP/silo-nolimits.toml" "$SILO_NL_PORT" "$BENCH_MODE" "$silo_backend_max" \
+        "$silo_max_clients" off
+    if start_silo_nolimits; then SILO_NL_OK=1; else log "silo-nolimits is left out of this run"; fi
 fi
 
 # --- measurement -------------------------------------------------------------
@@ -473,7 +496,13 @@ proc_ticks() {
 }
 
 target_pid() {
-    case $1 in haproxy) echo "$HAP_PID" ;; silo) echo "$SILO_PID" ;; silo-many) echo "$SILO_MANY_PID" ;; *) echo "" ;; esac
+    case $1 in
+    haproxy) echo "$HAP_PID" ;;
+    silo) echo "$SILO_PID" ;;
+    silo-nolimits) echo "$SILO_NL_PID" ;;
+    silo-many) echo "$SILO_MANY_PID" ;;
+    *) echo "" ;;
+    esac
 }
 
 # sb_args TARGET : connection arguments for sysbench.
@@ -482,6 +511,7 @@ sb_conn() {
     direct) echo "--mysql-port=$DB_PORT --mysql-user=$DB_USER --mysql-password=$DB_PASSWORD" ;;
     haproxy) echo "--mysql-port=$HAP_PORT --mysql-user=$DB_USER --mysql-password=$DB_PASSWORD" ;;
     silo) echo "--mysql-port=$SILO_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
+    silo-nolimits) echo "--mysql-port=$SILO_NL_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     silo-many) echo "--mysql-port=$SILO_MANY_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     esac
 }
@@ -540,7 +570,7 @@ run_one() {
         tail -n 5 "$out" >&2
         return 0
     fi
-    log "$(printf 'round %s threads=%-3s ps=%-7s %-7s %9.0f qps  p50 %6.3f ms  p99 %6.3f ms (sysbench p99 %s)  proxy %5s us/q  mariadbd %5s us/q' \
+    log "$(printf 'round %s threads=%-3s ps=%-7s %-13s %9.0f qps  p50 %6.3f ms  p99 %6.3f ms (sysbench p99 %s)  proxy %5s us/q  mariadbd %5s us/q' \
         "$round" "$threads" "$ps" "$target" "$qps" "$p50" "$p99" "$sbp99" \
         "$(per_query_us "$dp" "$queries")" "$(per_query_us "$dm" "$queries")")"
 }
@@ -549,6 +579,7 @@ active_targets() {
     local t
     for t in "${TARGETS[@]}"; do
         if [ "$t" = silo ] && [ "$SILO_OK" != 1 ]; then continue; fi
+        if [ "$t" = silo-nolimits ] && [ "$SILO_NL_OK" != 1 ]; then continue; fi
         printf '%s\n' "$t"
     done
 }
@@ -576,11 +607,22 @@ if [ "$BENCH_MATRIX" = 1 ]; then
                         SILO_OK=0
                         continue
                     fi
+                    if [ "$target" = silo-nolimits ] && ! kill -0 "$SILO_NL_PID" 2>/dev/null; then
+                        [ "$SILO_NL_OK" = 1 ] && NOTES+=("silo-nolimits exited during the throughput runs; its remaining runs were skipped (log tail: $(tail -n 3 "$TMP/silo-nolimits.log" | tr '\n' ' ' | cut -c1-300))")
+                        SILO_NL_OK=0
+                        continue
+                    fi
                     run_one "$round" "$threads" "$ps" "$target" "$BENCH_SECONDS"
                 done
             done
         done
     done
+    # Only the matrix measures it; its pooled connections would be counted
+    # by the many-clients part and it would hold memory in the idle test.
+    if [ -n "$SILO_NL_PID" ]; then
+        stop_pid "$SILO_NL_PID" silo-nolimits
+        SILO_NL_PID=
+    fi
 fi
 
 # --- many clients through a small backend pool -------------------------------
@@ -779,6 +821,7 @@ REPORT=$TMP/report.txt
     echo "versions: $("$(mdb_find_bin mariadbd)" --version | sed 's/^.*Ver //'); $(haproxy -v 2>/dev/null | head -n1 | cut -d' ' -f1-3); $(sysbench --version); silo $silo_rev (${SILO_SRC:-$SILO_BIN}, $SILO_BUILT)"
     echo "workload: sysbench oltp_point_select, 1 table x $BENCH_TABLE_SIZE rows, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), targets interleaved per (threads, ps-mode), order rotated each round"
     echo "haproxy: mode tcp, nbthread $BENCH_HAPROXY_THREADS; silo: pool mode $BENCH_MODE, clients log in as $APP_USER.$SLUG (username suffix); direct/haproxy log in as $DB_USER"
+    echo "silo: every plan limit finite but never reached (checked on every statement); silo-nolimits: a second silo, same binary and config but every limit \"unlimited\", so silo/silo-nolimits is what the limits cost"
     echo "latency: p50/p99 from sysbench's --histogram (per query; point_select = 1 query per event), ms"
     echo "CPU: a process's utime+stime from /proc/PID/stat over the run (incl. connection setup) / queries in the run, in microseconds"
     if [ "$BENCH_MATRIX" = 1 ]; then
@@ -822,6 +865,9 @@ log "results written to $BENCH_OUT"
 
 status=0
 if [ "$NEED_SILO" = 1 ] && [ "$SILO_OK" != 1 ]; then
+    status=1
+fi
+if [ "$NEED_SILO_NL" = 1 ] && [ "$SILO_NL_OK" != 1 ]; then
     status=1
 fi
 if awk -F'\t' '$5 != "0" { bad = 1 } END { exit !bad }' "$RUNS_TSV"; then

@@ -19,7 +19,10 @@ Standard library only.
   sbreport.py table RUNS_TSV CLK_TCK
       The per-(threads, ps-mode) tables and the summary, from the run log
       that run.sh writes (one line per sysbench run, see RUN_COLUMNS). With
-      several rounds, each figure is the median over the rounds.
+      several rounds, each figure is the median over the rounds. When the
+      run has silo-nolimits (silo with every plan limit "unlimited"), each
+      table and a "Limits on vs off" block give silo/silo-nolimits of QPS
+      and of both CPU figures per query: what the limit checks cost.
 
   sbreport.py many MANY_TSV CLK_TCK
       The many-clients tables (direct vs silo with one client count, see
@@ -36,7 +39,7 @@ RUN_COLUMNS = [
     "round", "threads", "ps", "target", "rc", "queries", "qps", "p50", "p99",
     "sb_p99", "errors", "proxy_ticks", "mdb_ticks",
 ]
-TARGETS = ["direct", "haproxy", "silo"]
+TARGETS = ["direct", "haproxy", "silo", "silo-nolimits"]
 MANY_COLUMNS = RUN_COLUMNS + ["conns_before", "conns_max", "conns_median", "samples",
                               "max_ms", "spread"]
 MANY_TARGETS = ["direct", "silo"]
@@ -101,7 +104,7 @@ def fmt(v, spec):
     """format(v, spec), or "-" padded to the spec's width when v is None."""
     if v is not None:
         return format(v, spec)
-    m = re.match(r"^(\d+)", spec)
+    m = re.match(r"^[+ -]?(\d+)", spec)
     return "-".rjust(int(m.group(1))) if m else "-"
 
 
@@ -173,10 +176,25 @@ def aggregate(rs, target, clk_tck):
     return out
 
 
-def qps_ratio(a, b):
-    if a is None or b is None or not a.get("qps") or not b.get("qps"):
+def ratio(a, b, key):
+    """a[key] / b[key] for two aggregates, or None if either is missing."""
+    if a is None or b is None or not a.get(key) or not b.get(key):
         return None
-    return a["qps"] / b["qps"]
+    return a[key] / b[key]
+
+
+def qps_ratio(a, b):
+    return ratio(a, b, "qps")
+
+
+def limits_cost(res):
+    """silo (limits on) vs silo-nolimits (off): (QPS ratio, proxy CPU ratio,
+    mariadbd CPU ratio, proxy CPU difference in us/q)."""
+    on, off = res.get("silo"), res.get("silo-nolimits")
+    diff = None
+    if on and off and on.get("proxy_us") is not None and off.get("proxy_us") is not None:
+        diff = on["proxy_us"] - off["proxy_us"]
+    return (qps_ratio(on, off), ratio(on, off, "proxy_us"), ratio(on, off, "mdb_us"), diff)
 
 
 def ps_order(ps):
@@ -199,6 +217,9 @@ def cmd_table(path, clk_tck):
               if int(r["threads"]) == threads and r["ps"] == ps and r["target"] == target]
         return aggregate(rs, target, clk_tck)
 
+    # Only runs with silo-nolimits get the limits comparison; a missing silo
+    # then reads as "-".
+    has_limits_pair = any(r["target"] == "silo-nolimits" for r in runs)
 
     lines = []
     summary = []
@@ -208,19 +229,19 @@ def cmd_table(path, clk_tck):
         lines.append("")
         lines.append(f"threads={threads}  ps-mode={ps}  "
                      f"({rounds} run(s) per target; median shown)")
-        lines.append(f"  {'target':<8} {'QPS':>10} {'QPS min-max':>17} {'p50 ms':>8} {'p99 ms':>8} "
+        lines.append(f"  {'target':<13} {'QPS':>10} {'QPS min-max':>17} {'p50 ms':>8} {'p99 ms':>8} "
                      f"{'proxy CPU us/q':>15} {'mariadbd CPU us/q':>18}")
         for t in TARGETS:
             r = res[t]
             if r is None:
                 continue
             if r["ok"] == 0:
-                lines.append(f"  {t:<8} {'FAILED':>10}  (see the run logs)")
+                lines.append(f"  {t:<13} {'FAILED':>10}  (see the run logs)")
                 continue
             note = "" if r["ok"] == r["runs"] else f"  ({r['runs'] - r['ok']} failed run(s))"
             spread = f"{fmt(r['qps_min'], '.0f')}-{fmt(r['qps_max'], '.0f')}"
             lines.append(
-                f"  {t:<8} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
+                f"  {t:<13} {fmt(r['qps'], '10.0f')} {spread:>17} {fmt(r['p50'], '8.3f')} "
                 f"{fmt(r['p99'], '8.3f')} {fmt(r['proxy_us'], '15.1f')} "
                 f"{fmt(r['mdb_us'], '18.1f')}{note}")
         sd = qps_ratio(res["silo"], res["direct"])
@@ -228,7 +249,13 @@ def cmd_table(path, clk_tck):
         hd = qps_ratio(res["haproxy"], res["direct"])
         lines.append(f"  silo/direct = {fmt(sd, '.3f')}   silo/haproxy = {fmt(sh, '.3f')}"
                      f"   haproxy/direct = {fmt(hd, '.3f')}")
-        summary.append((threads, ps, res, sd, sh, hd))
+        lim = limits_cost(res)
+        if has_limits_pair:
+            lq, lp, lm, ld = lim
+            lines.append(f"  limits on/off, silo/silo-nolimits: QPS = {fmt(lq, '.3f')}   "
+                         f"silo CPU us/q = {fmt(lp, '.3f')} ({fmt(ld, '+.1f')} us)   "
+                         f"mariadbd CPU us/q = {fmt(lm, '.3f')}")
+        summary.append((threads, ps, res, sd, sh, hd, lim))
 
     lines.append("")
     lines.append("Summary (QPS; ratios of QPS; CPU = proxy's own user+system CPU per query)")
@@ -236,18 +263,44 @@ def cmd_table(path, clk_tck):
            f"{'silo/dir':>8} {'silo/hap':>8} {'hap/dir':>8} "
            f"{'p50 d/h/s ms':>20} {'p99 d/h/s ms':>20} {'CPU us/q h/s':>14}")
     lines.append(hdr)
-    for threads, ps, res, sd, sh, hd in summary:
+    for threads, ps, res, sd, sh, hd, _lim in summary:
         def g(t, k):
             r = res.get(t)
             return None if not r or not r["ok"] else r[k]
-        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in TARGETS)
-        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in TARGETS)
+        # d/h/s: silo-nolimits has its own block below
+        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in TARGETS[:3])
+        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in TARGETS[:3])
         cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in ("haproxy", "silo"))
         lines.append(
             f"{threads:>4} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} "
             f"{fmt(g('haproxy', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
             f"{fmt(sd, '8.3f')} {fmt(sh, '8.3f')} {fmt(hd, '8.3f')} "
             f"{p50:>20} {p99:>20} {cpu:>14}")
+
+    if has_limits_pair:
+        lines.append("")
+        lines.append("Limits on vs off (same run): on = silo, every plan limit finite but never "
+                     "reached (all checked on every statement); off = silo-nolimits, same binary "
+                     "and config, every limit \"unlimited\"")
+        lines.append("  on/off = silo/silo-nolimits of the medians (QPS below 1, CPU above 1: "
+                     "what the limits cost); diff = silo's CPU us/q minus silo-nolimits'")
+        lines.append(f"{'thr':>4} {'ps':<7} {'QPS on':>9} {'QPS off':>9} {'QPS on/off':>10} "
+                     f"{'silo us/q on/off':>17} {'on/off':>7} {'diff us':>8} "
+                     f"{'mariadbd us/q on/off':>21} {'on/off':>7} {'p99 ms on/off':>14}")
+        for threads, ps, res, _sd, _sh, _hd, lim in summary:
+            def g(t, k):
+                r = res.get(t)
+                return None if not r or not r["ok"] else r[k]
+            lq, lp, lm, ld = lim
+            on_off = ("silo", "silo-nolimits")
+            cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in on_off)
+            mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in on_off)
+            p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in on_off)
+            lines.append(
+                f"{threads:>4} {ps:<7} {fmt(g('silo', 'qps'), '9.0f')} "
+                f"{fmt(g('silo-nolimits', 'qps'), '9.0f')} {fmt(lq, '10.3f')} "
+                f"{cpu:>17} {fmt(lp, '7.3f')} {fmt(ld, '+8.1f')} "
+                f"{mdb:>21} {fmt(lm, '7.3f')} {p99:>14}")
     print("\n".join(lines))
     return 0
 
