@@ -1,6 +1,8 @@
 //! One client connection, from accept through TLS upgrade and login to quit.
 
+mod admission;
 pub mod caching_sha2;
+mod control;
 pub mod enforce;
 pub mod error;
 pub mod listener;

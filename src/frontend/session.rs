@@ -1,10 +1,11 @@
 //! One logged-in client: the command loop as explicit phases,
 //! read → lease → sync → relay → give back or keep.
 //!
-//! Commands silo owns (COM_PING, COM_QUIT, COM_CHANGE_USER,
-//! COM_RESET_CONNECTION, KILL on silo ids) are answered here; everything
-//! else is relayed raw to a leased backend connection and the response
-//! streamed back, its end found by the [`ResponseScanner`].
+//! COM_PING, COM_QUIT and COM_RESET_CONNECTION are answered here,
+//! COM_CHANGE_USER and KILL on silo ids in `control.rs`; everything else is
+//! relayed raw to a leased backend connection and the response streamed
+//! back, its end found by the [`ResponseScanner`]. What the tenant's plan
+//! and status allow is checked in `admission.rs`.
 //!
 //! In `transaction` mode a connection is leased for a command and given
 //! back when its response ends, unless the server reported state silo
@@ -23,24 +24,21 @@ use tokio::io::AsyncWriteExt;
 use tracing::{debug, info, warn};
 
 use super::Context;
-use super::enforce::ended_status;
-use super::login::{self, Credentials, LoggedIn, MAX_LOGIN_PACKET};
+use super::login::{self, LoggedIn, MAX_LOGIN_PACKET};
 use super::registry::{BackendTarget, SessionHandle};
 use super::session_state::{ResponseNotes, SessionState};
 use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
 use crate::backend::fair::WaitKey;
 use crate::backend::pins::{PinReason, Pins};
-use crate::backend::{BackendConn, BackendError, Lease};
-use crate::config::{PoolMode, TenantStatus};
-use crate::limits::{ClientSlot, LeaseSlot, Refusal, TenantLive};
+use crate::backend::{BackendError, Lease};
+use crate::config::PoolMode;
+use crate::limits::{ClientSlot, LeaseSlot, TenantLive};
 use crate::protocol::auth;
 use crate::protocol::command::{
     self, COM_QUERY, COM_SET_OPTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH,
     COM_STMT_PREPARE, COM_STMT_RESET, COM_STMT_SEND_LONG_DATA, CommandKind, Kill, MAX_KILL_LEN,
 };
-use crate::protocol::error_code::sanitize;
-use crate::protocol::handshake;
 use crate::protocol::packet::{self, HEADER_LEN};
 use crate::protocol::response::{Progress, RequestScanner, ResponseScanner};
 use crate::protocol::session_track::OkPacket;
@@ -69,31 +67,31 @@ pub struct Session {
     pub(super) handle: Arc<SessionHandle>,
     pub(super) client: ClientConn,
     pub(super) tenant: Arc<TenantRoute>,
-    username: String,
-    capabilities: CapabilityFlags,
+    pub(super) username: String,
+    pub(super) capabilities: CapabilityFlags,
     pub(super) profile: Profile,
-    attributes: std::collections::HashMap<String, String>,
-    sni: Option<String>,
-    scramble: [u8; auth::SCRAMBLE_LEN],
+    pub(super) attributes: std::collections::HashMap<String, String>,
+    pub(super) sni: Option<String>,
+    pub(super) scramble: [u8; auth::SCRAMBLE_LEN],
     pub(super) lease: Option<Lease>,
     /// Commands relayed on the current lease. A first command that could not
     /// be written may be retried on a fresh connection: nothing depends on
     /// the old one yet.
-    lease_commands: u64,
+    pub(super) lease_commands: u64,
     /// Variables, schema, statements and what pins the session.
     pub(super) state: SessionState,
     /// Why the current lease is kept (empty: given back after the response).
-    pinned: Pins,
+    pub(super) pinned: Pins,
     /// The tenant's live usage and limits' state.
     pub(super) live: Arc<TenantLive>,
     /// Counts against `max_client_connections` while the session lives.
-    client_slot: ClientSlot,
+    pub(super) client_slot: ClientSlot,
     /// Counts against `max_backend_leases` while `lease` is held.
-    lease_slot: Option<LeaseSlot>,
+    pub(super) lease_slot: Option<LeaseSlot>,
     /// The route table the session's `tenant` was read from.
-    table_version: u64,
+    pub(super) table_version: u64,
     /// The client reads session-state information in OK packets.
-    session_track: bool,
+    pub(super) session_track: bool,
 }
 
 impl Session {
@@ -133,116 +131,6 @@ impl Session {
             table_version,
         }
         .with_plan_vars()
-    }
-
-    /// Applies the plan's `max_query_time` as the session's
-    /// `max_statement_time`, unless the client asked for less.
-    fn with_plan_vars(mut self) -> Self {
-        self.apply_plan_vars();
-        self
-    }
-
-    fn apply_plan_vars(&mut self) {
-        let Some(cap) = self.tenant.limits.max_statement_time() else {
-            return;
-        };
-        let seconds = |v: &str| v.parse::<f64>().ok();
-        let current = self.state.vars.get("max_statement_time").and_then(seconds);
-        let cap_seconds = seconds(&cap).unwrap_or(0.0);
-        // 0 means no limit to the server.
-        if current.is_none_or(|c| c == 0.0 || c > cap_seconds) {
-            let _ = self
-                .state
-                .vars
-                .record(b"max_statement_time", cap.as_bytes());
-        }
-    }
-
-    /// Picks up a new route table: the tenant's status, plan, backend. A
-    /// tenant that is gone or no longer served ends the session.
-    fn refresh_route(&mut self) -> Result<(), ServerError> {
-        let table = self.ctx.router.load();
-        if table.version == self.table_version {
-            return Ok(());
-        }
-        let version = table.version;
-        let Some(route) = table.tenant(self.tenant.slug()).cloned() else {
-            return Err(ServerError::tenant_ended(self.tenant.slug(), "was removed"));
-        };
-        drop(table);
-        if let Some(why) = ended_status(route.status) {
-            // The version is not recorded: every later check fails too.
-            return Err(ServerError::tenant_ended(route.slug(), why));
-        }
-        self.table_version = version;
-        let limits_changed = route.limits != self.tenant.limits;
-        self.tenant = route;
-        if limits_changed {
-            self.apply_plan_vars();
-        }
-        Ok(())
-    }
-
-    /// The per-query limits: daily quota, then rate (waiting up to the
-    /// queue timeout).
-    pub(super) async fn admit_query(&mut self) -> Result<(), ServerError> {
-        let limits = &self.tenant.limits;
-        let deadline = tokio::time::Instant::now() + limits.queue_timeout;
-        let refused = match self.live.count_query(limits) {
-            Ok(()) => self.live.take_rate(limits, deadline).await.err(),
-            Err(refusal) => Some(refusal),
-        };
-        let Some(refusal) = refused else {
-            return Ok(());
-        };
-        let limits = &self.tenant.limits;
-        let (value, detail) = match refusal {
-            Refusal::QueriesPerDay => (
-                crate::limits::finite(limits.max_queries_per_day),
-                "; the count starts again at 00:00 UTC",
-            ),
-            _ => (
-                crate::limits::finite(limits.max_queries_per_second),
-                "; retry later or ask for a larger plan",
-            ),
-        };
-        info!(conn = self.handle.id, tenant = %self.tenant.id, limit = refusal.name(), "statement refused: limit reached");
-        Err(ServerError::limit_reached(
-            self.tenant.slug(),
-            &limits.plan,
-            refusal.name(),
-            value.unwrap_or_default(),
-            detail,
-        ))
-    }
-
-    /// Before a new lease: waits while the tenant is paused, then for one
-    /// of the tenant's `max_backend_leases`, both within the queue timeout.
-    async fn lease_gate(&mut self) -> Result<LeaseSlot, ServerError> {
-        let started = tokio::time::Instant::now();
-        let deadline = started + self.tenant.limits.queue_timeout;
-        while self.tenant.status == TenantStatus::Paused {
-            let changed = self.live.wait_route_change(deadline).await;
-            self.refresh_route()?;
-            if !changed && self.tenant.status == TenantStatus::Paused {
-                self.live.count_refusal(Refusal::Paused);
-                return Err(ServerError::tenant_paused(
-                    self.tenant.slug(),
-                    started.elapsed().as_millis() as u64,
-                ));
-            }
-        }
-        let limits = &self.tenant.limits;
-        self.live.lease_slot(limits, deadline).await.map_err(|_| {
-            let max = crate::limits::finite(limits.max_backend_leases).unwrap_or_default();
-            info!(conn = self.handle.id, tenant = %self.tenant.id, max, "statement refused: max_backend_leases busy");
-            ServerError::lease_slots_busy(
-                self.tenant.slug(),
-                &limits.plan,
-                max,
-                started.elapsed().as_millis() as u64,
-            )
-        })
     }
 
     /// Serves commands until the client quits, is killed, or fails.
@@ -910,176 +798,6 @@ impl Session {
         Flow::End
     }
 
-    /// COM_CHANGE_USER: authenticate again (caching_sha2_password for clients
-    /// that name it, else mysql_native_password) and route to the (possibly
-    /// new) tenant; the old backend connection is released and reset first.
-    async fn change_user(&mut self, payload: &[u8]) -> Result<Flow, PacketError> {
-        let parsed = match handshake::parse_change_user(
-            payload.get(1..).unwrap_or_default(),
-            self.capabilities,
-        ) {
-            Ok(p) => p,
-            Err(_) => {
-                self.client
-                    .send_error(1, &ServerError::malformed_packet())
-                    .await;
-                return Ok(Flow::End);
-            }
-        };
-        let mut seq = 1u8;
-        let user = String::from_utf8_lossy(&parsed.user).into_owned();
-        let database = parsed
-            .database
-            .as_deref()
-            .map(|d| String::from_utf8_lossy(d).into_owned());
-        let attributes = if parsed.attributes.is_empty() {
-            self.attributes.clone()
-        } else {
-            parsed.attributes.clone()
-        };
-        let sha2 = self
-            .capabilities
-            .contains(CapabilityFlags::CLIENT_PLUGIN_AUTH)
-            && super::caching_sha2::wants_caching_sha2(parsed.auth_plugin.as_deref());
-        let result = if sha2 {
-            let who = login::Who {
-                user: &user,
-                database: database.as_deref(),
-                attributes: &attributes,
-                sni: self.sni.as_deref(),
-            };
-            super::caching_sha2::change_user(&self.ctx, &mut self.client, &mut seq, &who).await
-        } else {
-            let mut scramble = self.scramble;
-            let token = if login::wants_switch(parsed.auth_plugin.as_deref(), self.capabilities) {
-                scramble = match auth::new_scramble() {
-                    Ok(s) => s,
-                    Err(_) => {
-                        self.client
-                            .send_error(1, &ServerError::internal(u64::from(self.handle.id)))
-                            .await;
-                        return Ok(Flow::End);
-                    }
-                };
-                match login::switch_to_native(&mut self.client, &scramble, &mut seq).await {
-                    Ok(token) => token,
-                    Err(_) => return Ok(Flow::End),
-                }
-            } else {
-                parsed.auth_response.clone()
-            };
-            login::authenticate(
-                &self.ctx,
-                &Credentials {
-                    user: &user,
-                    database: database.as_deref(),
-                    attributes: &attributes,
-                    sni: self.sni.as_deref(),
-                    scramble: &scramble,
-                    token: &token,
-                },
-            )
-        };
-        // Another tenant's client connection is counted against its limit;
-        // the same tenant's is kept.
-        let result = result.and_then(|(tenant, username)| {
-            let slot = if tenant.id == self.tenant.id {
-                None
-            } else {
-                Some(login::admit_client(&self.ctx, &tenant, &user)?)
-            };
-            Ok((tenant, username, slot))
-        });
-        match result {
-            Ok((tenant, username, slot)) => {
-                self.end_lease();
-                info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
-                self.handle.set_tenant(Some(tenant.id.clone()));
-                if let Some(slot) = slot {
-                    self.client_slot = slot;
-                    self.live = self.ctx.tenants.of(&tenant.id);
-                }
-                self.table_version = self.ctx.router.load().version;
-                self.state =
-                    SessionState::new(database.unwrap_or_else(|| tenant.identity.database.clone()));
-                self.tenant = tenant;
-                self.apply_plan_vars();
-                self.username = username;
-                self.attributes = attributes;
-                if let Some(c) = parsed.collation.and_then(|c| u8::try_from(c).ok()) {
-                    self.profile = Profile::new(self.capabilities, c);
-                }
-                self.client.queue_packet(seq, &login::ok_payload());
-                self.client.flush().await?;
-                Ok(Flow::Continue)
-            }
-            Err(e) => {
-                info!(conn = self.handle.id, user = %sanitize(user.as_bytes()), error = %e, "COM_CHANGE_USER refused; closing");
-                if let Some(error) = e.to_server_error() {
-                    self.client.send_error(seq, &error).await;
-                }
-                Ok(Flow::End)
-            }
-        }
-    }
-
-    /// `KILL [QUERY] <id>` and COM_PROCESS_KILL on silo connection ids. A
-    /// client may only reach sessions of its own tenant; the running
-    /// statement is stopped on the backend through a side connection.
-    async fn kill(&mut self, kill: Kill) -> Result<Flow, PacketError> {
-        let (target_id, query) = match kill {
-            Kill::Connection(id) => (id, false),
-            Kill::Query(id) => (id, true),
-            Kill::Unsupported(what) => {
-                return self.reply_error(&ServerError::kill_unsupported(what)).await;
-            }
-        };
-        let target = u32::try_from(target_id)
-            .ok()
-            .and_then(|id| self.ctx.registry.get(id))
-            .filter(|t| t.tenant().as_ref() == Some(&self.tenant.id));
-        let Some(target) = target else {
-            return self
-                .reply_error(&ServerError::no_such_thread(target_id))
-                .await;
-        };
-        if target.id == self.handle.id && !query {
-            self.client
-                .send_error(1, &ServerError::connection_killed())
-                .await;
-            return Ok(Flow::End);
-        }
-        if let Some(backend) = target.backend()
-            && let Err(e) = self.kill_backend_query(&backend).await
-        {
-            warn!(conn = self.handle.id, target = target.id, error = %e, "could not stop the backend statement");
-            return self.reply_error(&self.backend_error(&e)).await;
-        }
-        if !query {
-            target.kill();
-        }
-        info!(conn = self.handle.id, target = target.id, query, "KILL");
-        self.reply_ok().await
-    }
-
-    async fn kill_backend_query(&self, target: &BackendTarget) -> Result<(), BackendError> {
-        let pool = self
-            .ctx
-            .pools
-            .get(target.backend_id)
-            .ok_or(BackendError::UnknownBackend(target.backend_id))?;
-        let profile = Profile::new(CapabilityFlags::empty(), self.profile.collation);
-        let mut side = BackendConn::connect(pool.backend(), &self.tenant.identity, profile).await?;
-        match side
-            .execute(&format!("KILL QUERY {}", target.thread_id))
-            .await
-        {
-            // The statement already finished: nothing left to stop.
-            Err(BackendError::Refused { code: 1094, .. }) => Ok(()),
-            other => other,
-        }
-    }
-
     pub(super) fn drop_lease(&mut self) {
         self.unpin_gauges();
         self.handle.set_backend(None);
@@ -1092,7 +810,7 @@ impl Session {
     /// Gives the backend connection back at the end of the client's use of
     /// it: as is when its session holds only what silo replays, else reset
     /// before reuse.
-    fn end_lease(&mut self) {
+    pub(super) fn end_lease(&mut self) {
         let clean = self.state.pins().is_empty();
         self.unpin_gauges();
         self.handle.set_backend(None);
