@@ -118,13 +118,13 @@ impl Server {
 pub fn run_threaded(
     config: Config,
     threads: usize,
-    on_bound: impl FnOnce(SocketAddr),
+    on_bound: impl FnOnce(SocketAddr, Arc<Context>),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let runtime = single_threaded_runtime().map_err(StartError::Runtime)?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
-        on_bound(server.local_addr());
+        on_bound(server.local_addr(), server.context());
         let mut workers = Vec::new();
         let mut joins = Vec::new();
         for i in 1..threads.max(1) {
@@ -148,6 +148,42 @@ pub fn run_threaded(
         }
         Ok(())
     })
+}
+
+/// Installs the route table of `config` (a reloaded file) if it can be
+/// served as is; the running table stays otherwise.
+///
+/// # Errors
+/// What stands in the way, to log: a tenant routed to a backend that has no
+/// pool (backends are added at start only).
+pub fn reload(ctx: &Context, config: &Config) -> Result<u64, String> {
+    for tenant in &config.tenants {
+        if ctx.pools.get(tenant.backend).is_none() {
+            return Err(format!(
+                "tenant {} is routed to backend {}, which was not configured at start: restart silo to add backends",
+                tenant.slug, tenant.backend
+            ));
+        }
+    }
+    for backend in &config.backends {
+        if let Some(pool) = ctx.pools.get(backend.id) {
+            let running = pool.backend();
+            if (&running.host, running.port, running.max_connections)
+                != (&backend.host, backend.port, backend.max_connections)
+            {
+                tracing::warn!(
+                    backend = backend.id,
+                    "backend address or max_connections changed: applies after a restart"
+                );
+            }
+        }
+    }
+    let mut version = 0;
+    ctx.router.update(|current| {
+        version = current.version + 1;
+        RouteTable::from_config(config, version)
+    });
+    Ok(version)
 }
 
 fn single_threaded_runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -423,3 +423,104 @@ async fn deleting_or_reprovisioning_a_tenant_ends_its_sessions_too() {
         silo.assert_serves(&other).await;
     }
 }
+
+/// The binary reloads its file on SIGHUP: a bad file is refused and the
+/// running table stays; a good one suspends a tenant live.
+#[tokio::test]
+async fn sighup_reloads_the_file_live() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("hup", 1).await;
+    let other = setup.tenant("hupother", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = |toml: String| {
+        toml.replace(
+            "mysql = \"127.0.0.1:0\"",
+            &format!("mysql = \"127.0.0.1:{port}\""),
+        )
+    };
+    let path = dir.path().join("silo.toml");
+    std::fs::write(&path, listen(setup.toml())).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("silo starts");
+    let pid = child.id().expect("a pid").to_string();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let opts = |t: &Tenant| {
+        crate::common::mariadb::tcp_opts(addr)
+            .user(Some(format!("app.{}", t.slug)))
+            .pass(Some(APP_PASSWORD.to_string()))
+    };
+    let mut c = None;
+    for _ in 0..100 {
+        if let Ok(conn) = mysql_async::Conn::new(opts(&acme)).await {
+            c = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = c.expect("silo answers");
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    };
+    // An invalid file is refused: nothing changes.
+    std::fs::write(&path, "this is not toml [").unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.query_drop("SELECT 1").await.unwrap();
+    // A valid one suspends acme; its session ends, globex goes on.
+    setup.set_status(&acme.slug, "suspended");
+    std::fs::write(&path, listen(setup.toml())).unwrap();
+    hangup();
+    let mut ended = None;
+    for _ in 0..100 {
+        match c.query_drop("SELECT 1").await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
+        }
+    }
+    let err = ended.expect("the session ends after the reload");
+    refused_with(&err, 1927, &["was suspended"]);
+    let mut g = mysql_async::Conn::new(opts(&other)).await.unwrap();
+    let n: Option<u64> = g.query_first("SELECT COUNT(*) FROM items").await.unwrap();
+    assert_eq!(n, Some(3));
+    drop(child);
+}
+
+#[tokio::test]
+async fn a_reload_needing_a_new_backend_is_refused_whole() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("newbackend", 1).await;
+    let silo = setup.start().await;
+    let before = silo.ctx.router.load().version;
+    let mut grown = setup.clone().backend(3, servers()[1].addr(), 5);
+    grown.set_backend(&acme.slug, 3);
+    let config = silo::config::Config::from_toml(&grown.toml()).unwrap();
+    let err = silo::server::reload(&silo.ctx, &config).unwrap_err();
+    assert!(
+        err.contains("backend 3") && err.contains("restart"),
+        "{err}"
+    );
+    assert_eq!(
+        silo.ctx.router.load().version,
+        before,
+        "the running table stays"
+    );
+    silo.assert_serves(&acme).await;
+}

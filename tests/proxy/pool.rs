@@ -162,9 +162,14 @@ async fn threaded_runtimes_share_pools_across_worker_threads() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        silo::server::run_threaded(config, 3, move |addr| addr_tx.send(addr).unwrap(), async {
-            let _ = stop_rx.await;
-        })
+        silo::server::run_threaded(
+            config,
+            3,
+            move |addr, _| addr_tx.send(addr).unwrap(),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
     });
     let addr = addr_rx
         .recv_timeout(Duration::from_secs(10))
