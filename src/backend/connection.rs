@@ -262,7 +262,7 @@ impl BackendConn {
     pub async fn reset(&mut self) -> Result<(), BackendError> {
         self.database = None;
         self.forget_session();
-        self.command(&[COM_RESET_CONNECTION]).await
+        self.command(COM_RESET_CONNECTION, &[]).await
     }
 
     /// The server is about to drop this connection's session state.
@@ -294,20 +294,14 @@ impl BackendConn {
             return Ok(());
         }
         let mut out = BytesMut::new();
-        let query = |out: &mut BytesMut, command: u8, text: &[u8]| {
-            let mut payload = Vec::with_capacity(1 + text.len());
-            payload.push(command);
-            payload.extend_from_slice(text);
-            packet::write_packet(out, 0, &payload);
-        };
         if setup {
-            query(&mut out, COM_QUERY, TRACKING_SETUP.as_bytes());
+            packet::write_command(&mut out, COM_QUERY, TRACKING_SETUP.as_bytes());
         }
         if let Some(sql) = &replay {
-            query(&mut out, COM_QUERY, sql.as_bytes());
+            packet::write_command(&mut out, COM_QUERY, sql.as_bytes());
         }
         if init_db {
-            query(&mut out, COM_INIT_DB, schema.as_bytes());
+            packet::write_command(&mut out, COM_INIT_DB, schema.as_bytes());
         }
         self.database = None;
         self.stream.write_all(&out).await?;
@@ -346,11 +340,11 @@ impl BackendConn {
     }
 
     /// Records what a relayed response reported about this connection.
-    pub fn note_state(&mut self, vars: &SessionVars, schema: Option<&str>) {
+    pub fn note_state(&mut self, vars: &SessionVars, schema: &str) {
         if self.vars != *vars {
             self.vars = vars.clone();
         }
-        if let Some(schema) = schema {
+        if !self.database_is(schema) {
             self.database = Some(schema.to_string());
         }
     }
@@ -366,12 +360,7 @@ impl BackendConn {
         key: &std::sync::Arc<StatementKey>,
         capacity: usize,
     ) -> Result<PrepareOk, BackendError> {
-        let mut payload = Vec::with_capacity(1 + key.sql.len());
-        payload.push(COM_STMT_PREPARE);
-        payload.extend_from_slice(&key.sql);
-        let mut out = BytesMut::with_capacity(payload.len() + HEADER_LEN);
-        packet::write_packet(&mut out, 0, &payload);
-        self.stream.write_all(&out).await?;
+        self.send_command(COM_STMT_PREPARE, &key.sql).await?;
         let (_, first) = self.read_control_packet().await?;
         if first.first() == Some(&0xFF) {
             return Err(refused(&first));
@@ -398,9 +387,7 @@ impl BackendConn {
     /// # Errors
     /// The connection broke.
     pub async fn close_statement(&mut self, id: u32) -> Result<(), BackendError> {
-        let mut payload = [COM_STMT_CLOSE, 0, 0, 0, 0];
-        crate::protocol::statement::set_statement_id(&mut payload, id);
-        self.write_control_packet(0, &payload).await
+        self.send_command(COM_STMT_CLOSE, &id.to_le_bytes()).await
     }
 
     /// COM_STMT_RESET: drops a statement's cursor and long data.
@@ -408,9 +395,7 @@ impl BackendConn {
     /// # Errors
     /// The server refused, or the connection broke.
     pub async fn reset_statement(&mut self, id: u32) -> Result<(), BackendError> {
-        let mut payload = [COM_STMT_RESET, 0, 0, 0, 0];
-        crate::protocol::statement::set_statement_id(&mut payload, id);
-        self.command(&payload).await
+        self.command(COM_STMT_RESET, &id.to_le_bytes()).await
     }
 
     async fn read_ok(&mut self) -> Result<BytesMut, BackendError> {
@@ -422,39 +407,25 @@ impl BackendConn {
         }
     }
 
-    /// COM_INIT_DB.
-    ///
-    /// # Errors
-    /// The server refused, or the connection broke.
-    pub async fn init_db(&mut self, database: &str) -> Result<(), BackendError> {
-        self.database = None;
-        let mut packet = Vec::with_capacity(1 + database.len());
-        packet.push(COM_INIT_DB);
-        packet.extend_from_slice(database.as_bytes());
-        self.command(&packet).await?;
-        self.database = Some(database.to_string());
-        Ok(())
-    }
-
     /// Runs a statement that answers with OK or ERR (such as `KILL QUERY n`).
     ///
     /// # Errors
     /// The server refused, or the connection broke.
     pub async fn execute(&mut self, sql: &str) -> Result<(), BackendError> {
-        let mut packet = Vec::with_capacity(1 + sql.len());
-        packet.push(COM_QUERY);
-        packet.extend_from_slice(sql.as_bytes());
-        self.command(&packet).await
+        self.command(COM_QUERY, sql.as_bytes()).await
     }
 
-    async fn command(&mut self, packet: &[u8]) -> Result<(), BackendError> {
-        self.write_control_packet(0, packet).await?;
-        let (_, reply) = self.read_control_packet().await?;
-        match reply.first() {
-            Some(0x00) => Ok(()),
-            Some(0xFF) => Err(refused(&reply)),
-            _ => Err(ProtocolError::malformed("command reply").into()),
-        }
+    /// Sends a command and reads its OK or ERR.
+    async fn command(&mut self, command: u8, argument: &[u8]) -> Result<(), BackendError> {
+        self.send_command(command, argument).await?;
+        self.read_ok().await.map(drop)
+    }
+
+    async fn send_command(&mut self, command: u8, argument: &[u8]) -> Result<(), BackendError> {
+        let mut out = BytesMut::with_capacity(HEADER_LEN + 1 + argument.len());
+        packet::write_command(&mut out, command, argument);
+        self.stream.write_all(&out).await?;
+        Ok(())
     }
 
     /// Whether the connection is logged in as `identity`'s user (the
@@ -465,11 +436,6 @@ impl BackendConn {
 
     pub fn database_is(&self, database: &str) -> bool {
         self.database.as_deref() == Some(database)
-    }
-
-    /// Forgets what database is selected (the client may have changed it).
-    pub fn forget_database(&mut self) {
-        self.database = None;
     }
 
     /// A cheap check that the server has not closed the connection while it

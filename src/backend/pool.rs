@@ -491,10 +491,6 @@ impl Lease {
             .unwrap_or_else(|| unreachable!("lease used after release"))
     }
 
-    pub fn conn_ref(&self) -> Option<&BackendConn> {
-        self.conn.as_ref()
-    }
-
     /// Brings a granted connection to the identity. Its session (variables,
     /// schema) is the leaseholder's to bring in line ([`BackendConn::sync`]).
     async fn prepare(&mut self, identity: &Identity) -> Result<(), BackendError> {

@@ -252,18 +252,10 @@ impl Session {
                 self.state.reset();
                 self.reply_ok().await
             }
-            CommandKind::Unsupported => {
-                self.skip_command().await?;
-                self.reply_error(&ServerError::unknown_command(cmd)).await
-            }
+            CommandKind::Unsupported => self.refuse(&ServerError::unknown_command(cmd)).await,
             CommandKind::ResultSets if cmd == COM_QUERY && len <= MAX_KILL_LEN + 1 => {
                 self.fill_packet(len).await?;
-                let sql = self
-                    .client
-                    .rbuf
-                    .get(HEADER_LEN + 1..HEADER_LEN + len)
-                    .unwrap_or_default();
-                match command::parse_kill(sql) {
+                match command::parse_kill(self.command_text(len)) {
                     Some(kill) => {
                         self.client.rbuf.advance(HEADER_LEN + len);
                         Box::pin(self.kill(kill)).await
@@ -293,17 +285,11 @@ impl Session {
     /// COM_QUERY: its text is read for what the server does not report.
     async fn relay_query(&mut self, len: usize) -> Result<Flow, PacketError> {
         if let Err(error) = self.admit_query().await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         let traits = if len < MAX_CLASSIFIED {
             self.fill_packet(len).await?;
-            SqlTraits::of(
-                self.client
-                    .rbuf
-                    .get(HEADER_LEN + 1..HEADER_LEN + len)
-                    .unwrap_or_default(),
-            )
+            SqlTraits::of(self.command_text(len))
         } else {
             SqlTraits::default()
         };
@@ -344,6 +330,21 @@ impl Session {
         self.client.queue_packet(1, &login::ok_payload());
         self.client.flush().await?;
         Ok(Flow::Continue)
+    }
+
+    /// Discards the current command and answers it with `error`.
+    pub(super) async fn refuse(&mut self, error: &ServerError) -> Result<Flow, PacketError> {
+        self.skip_command().await?;
+        self.reply_error(error).await
+    }
+
+    /// The text of the current command (after its command byte), once
+    /// [`Session::fill_packet`] buffered its `len` bytes.
+    pub(super) fn command_text(&self, len: usize) -> &[u8] {
+        self.client
+            .rbuf
+            .get(HEADER_LEN + 1..HEADER_LEN + len)
+            .unwrap_or_default()
     }
 
     /// Answers the current command with `error`; ER_CONNECTION_KILLED
@@ -486,16 +487,13 @@ impl Session {
         traits: &SqlTraits,
     ) -> Result<Flow, PacketError> {
         if let Err(error) = self.ensure_lease().await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         if let Err(error) = self.sync_lease().await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         if let Err(error) = self.replay_insert_id(traits).await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         match self.forward_command(true).await? {
             Flow::Continue => {}
@@ -561,14 +559,12 @@ impl Session {
         self.state.on_response_end(status, traits, &notes);
         // Recorded as the server has it; the plan's cap is put back (and
         // sent before the next statement) if the client lifted it.
-        if notes.tracked
-            && let Some(lease) = self.lease.as_mut()
-        {
-            lease
-                .conn()
-                .note_state(&self.state.vars, Some(&self.state.schema));
-        }
         if notes.tracked {
+            if let Some(lease) = self.lease.as_mut() {
+                lease
+                    .conn()
+                    .note_state(&self.state.vars, &self.state.schema);
+            }
             self.apply_plan_vars();
         }
         if scanner.insert_id() != 0 {

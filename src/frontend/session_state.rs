@@ -36,8 +36,6 @@ pub struct ResponseNotes {
     state_changed: bool,
     /// A variable or schema change accounts for the state change.
     explained: bool,
-    /// The schema the server switched to, for the connection's record.
-    pub schema_changed: bool,
     /// Some OK packet carried session-state information.
     pub tracked: bool,
 }
@@ -92,7 +90,6 @@ impl SessionState {
                 }
                 StateItem::Schema(name) => {
                     notes.explained = true;
-                    notes.schema_changed = true;
                     self.schema = String::from_utf8_lossy(name).into_owned();
                 }
                 StateItem::StateChanged => notes.state_changed = true,
@@ -221,33 +218,27 @@ impl SessionState {
     }
 
     pub fn set_cursor(&mut self, id: u32, open: bool) {
-        if let Some(s) = self.statements.get_mut(&id)
-            && s.cursor != open
-        {
-            s.cursor = open;
-            if open {
-                self.cursors += 1;
-            } else {
-                self.cursors -= 1;
-            }
+        if let Some(s) = self.statements.get_mut(&id) {
+            flip(&mut s.cursor, &mut self.cursors, open);
         }
     }
 
     pub fn set_long_data(&mut self, id: u32, pending: bool) {
-        if let Some(s) = self.statements.get_mut(&id)
-            && s.long_data != pending
-        {
-            s.long_data = pending;
-            if pending {
-                self.long_data += 1;
-            } else {
-                self.long_data -= 1;
-            }
+        if let Some(s) = self.statements.get_mut(&id) {
+            flip(&mut s.long_data, &mut self.long_data, pending);
         }
     }
+}
 
-    pub fn statement_count(&self) -> usize {
-        self.statements.len()
+/// Sets a statement's flag, keeping the session's count of set flags.
+fn flip(flag: &mut bool, count: &mut u32, on: bool) {
+    if *flag != on {
+        *flag = on;
+        if on {
+            *count += 1;
+        } else {
+            *count -= 1;
+        }
     }
 }
 

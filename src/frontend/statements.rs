@@ -8,6 +8,8 @@
 //! executes with "same parameter types as before" on a connection that last
 //! saw other types gets its types put back into the packet.
 
+use std::sync::Arc;
+
 use bytes::Buf;
 use tokio::io::AsyncWriteExt;
 
@@ -24,27 +26,33 @@ use crate::protocol::sql::SqlTraits;
 use crate::protocol::statement::{ExecuteLayout, PrepareOk, set_statement_id, statement_id};
 use mysql_common::constants::StatusFlags;
 
+/// What a statement command needs of the statement it names.
+struct Named {
+    id: u32,
+    key: Arc<StatementKey>,
+    params: u16,
+    traits: SqlTraits,
+    cursor: bool,
+    /// A cursor or long data waits on the server for it.
+    holds_state: bool,
+    long_data_lost: bool,
+}
+
 impl Session {
     /// COM_STMT_PREPARE: relayed, with the server's statement id in the
     /// response replaced by a new silo id.
     pub(super) async fn prepare(&mut self, len: usize) -> Result<Flow, PacketError> {
         if len >= MAX_PAYLOAD {
-            self.skip_command().await?;
             return self
-                .reply_error(&ServerError::statement_too_long(MAX_PAYLOAD - 2))
+                .refuse(&ServerError::statement_too_long(MAX_PAYLOAD - 2))
                 .await;
         }
         self.fill_packet(len).await?;
-        let sql = self
-            .client
-            .rbuf
-            .get(HEADER_LEN + 1..HEADER_LEN + len)
-            .unwrap_or_default();
+        let sql = self.command_text(len);
         let key = StatementKey::new(&self.state.schema, sql);
         let traits = SqlTraits::of(sql);
         if let Err(error) = self.ensure_lease().await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         if self.forward_command(true).await? == Flow::End {
             return Ok(Flow::End);
@@ -92,15 +100,11 @@ impl Session {
 
     /// COM_STMT_EXECUTE on a silo id.
     pub(super) async fn execute(&mut self, len: usize) -> Result<Flow, PacketError> {
-        let Some(id) = self.command_statement_id(len).await? else {
-            return self.malformed().await;
+        let statement = match self.named_statement("mysqld_stmt_execute").await? {
+            Ok(statement) => statement,
+            Err(flow) => return Ok(flow),
         };
-        let Some(statement) = self.state.statement(id) else {
-            self.skip_command().await?;
-            return self
-                .reply_error(&ServerError::unknown_statement(id, "mysqld_stmt_execute"))
-                .await;
-        };
+        let id = statement.id;
         if statement.long_data_lost {
             self.skip_command().await?;
             self.state.set_long_data(id, false);
@@ -111,12 +115,14 @@ impl Session {
                 .reply_error(&ServerError::backend_unavailable(self.tenant.slug()))
                 .await;
         }
-        let key = statement.key.clone();
-        let params = statement.params;
-        let traits = statement.traits;
+        let Named {
+            key,
+            params,
+            traits,
+            ..
+        } = statement;
         if let Err(error) = self.admit_query().await {
-            self.skip_command().await?;
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         let layout = ExecuteLayout::new(params);
         let mut reuses_types = false;
@@ -139,15 +145,13 @@ impl Session {
         let backend_id = match self.backend_statement(&key, params).await {
             Ok(backend_id) => backend_id,
             Err(error) => {
-                self.skip_command().await?;
                 self.settle();
-                return self.reply_error(&error).await;
+                return self.refuse(&error).await;
             }
         };
         if let Err(error) = self.replay_insert_id(&traits).await {
-            self.skip_command().await?;
             self.settle();
-            return self.reply_error(&error).await;
+            return self.refuse(&error).await;
         }
         self.rewrite_id(backend_id);
         let types = self
@@ -242,26 +246,16 @@ impl Session {
     /// COM_STMT_RESET: relayed when the statement holds a cursor or long
     /// data on the session's connection, else answered here.
     pub(super) async fn reset_statement(&mut self) -> Result<Flow, PacketError> {
-        let len = self.command_len();
-        let Some(id) = self.command_statement_id(len).await? else {
-            return self.malformed().await;
+        let statement = match self.named_statement("mysqld_stmt_reset").await? {
+            Ok(statement) => statement,
+            Err(flow) => return Ok(flow),
         };
-        let Some(statement) = self.state.statement(id) else {
-            self.skip_command().await?;
-            return self
-                .reply_error(&ServerError::unknown_statement(id, "mysqld_stmt_reset"))
-                .await;
-        };
-        let key = statement.key.clone();
-        let holds_state = statement.cursor || statement.long_data;
-        let backend_id = self
-            .lease
-            .as_mut()
-            .and_then(|l| l.conn().statements.get(&key).map(|p| p.id));
+        let id = statement.id;
+        let backend_id = self.leased_statement_id(&statement.key);
         self.state.set_cursor(id, false);
         self.state.set_long_data(id, false);
         let flow = match backend_id {
-            Some(backend_id) if holds_state => {
+            Some(backend_id) if statement.holds_state => {
                 self.rewrite_id(backend_id);
                 if self.forward_command(false).await? == Flow::End {
                     return Ok(Flow::End);
@@ -281,25 +275,16 @@ impl Session {
 
     /// COM_STMT_FETCH: only meaningful on the connection holding the cursor.
     pub(super) async fn fetch(&mut self) -> Result<Flow, PacketError> {
-        let len = self.command_len();
-        let Some(id) = self.command_statement_id(len).await? else {
-            return self.malformed().await;
+        let statement = match self.named_statement("mysqld_stmt_fetch").await? {
+            Ok(statement) => statement,
+            Err(flow) => return Ok(flow),
         };
-        let Some(statement) = self.state.statement(id) else {
-            self.skip_command().await?;
-            return self
-                .reply_error(&ServerError::unknown_statement(id, "mysqld_stmt_fetch"))
-                .await;
-        };
-        let key = statement.key.clone();
+        let id = statement.id;
         let backend_id = self
-            .lease
-            .as_mut()
-            .and_then(|l| l.conn().statements.get(&key).map(|p| p.id))
+            .leased_statement_id(&statement.key)
             .filter(|_| statement.cursor);
         let Some(backend_id) = backend_id else {
-            self.skip_command().await?;
-            return self.reply_error(&ServerError::no_open_cursor(id)).await;
+            return self.refuse(&ServerError::no_open_cursor(id)).await;
         };
         self.rewrite_id(backend_id);
         if self.forward_command(false).await? == Flow::End {
@@ -365,8 +350,7 @@ impl Session {
     ) -> Result<Flow, PacketError> {
         let new_len = len + types.len();
         if len < layout.bound_flag_at + 1 || new_len >= MAX_PAYLOAD {
-            self.skip_command().await?;
-            return self.reply_error(&ServerError::need_reprepare()).await;
+            return self.refuse(&ServerError::need_reprepare()).await;
         }
         let head = layout.bound_flag_at;
         let mut prefix = Vec::with_capacity(HEADER_LEN + head + 1 + types.len());
@@ -399,14 +383,13 @@ impl Session {
     /// Drops a cursor or long data a closed statement left on the session's
     /// connection.
     async fn reset_on_backend(&mut self, key: &StatementKey) {
+        let Some(backend_id) = self.leased_statement_id(key) else {
+            return;
+        };
         let Some(lease) = self.lease.as_mut() else {
             return;
         };
-        let conn = lease.conn();
-        let Some(backend_id) = conn.statements.get(key).map(|p| p.id) else {
-            return;
-        };
-        if let Err(e) = conn.reset_statement(backend_id).await
+        if let Err(e) = lease.conn().reset_statement(backend_id).await
             && e.is_disconnect()
         {
             self.drop_lease();
@@ -419,6 +402,36 @@ impl Session {
         {
             self.drop_lease();
         }
+    }
+
+    /// The server's id of `key` on the leased connection, if it has it.
+    fn leased_statement_id(&mut self, key: &StatementKey) -> Option<u32> {
+        let lease = self.lease.as_mut()?;
+        lease.conn().statements.get(key).map(|p| p.id)
+    }
+
+    /// The session's statement named by the statement command at the head
+    /// of the buffer. Otherwise the command is answered (a malformed packet,
+    /// or ER_UNKNOWN_STMT_HANDLER naming `command`) and `Err` says how the
+    /// session goes on.
+    async fn named_statement(&mut self, command: &str) -> Result<Result<Named, Flow>, PacketError> {
+        let len = self.command_len();
+        let Some(id) = self.command_statement_id(len).await? else {
+            return self.malformed().await.map(Err);
+        };
+        let Some(s) = self.state.statement(id) else {
+            let error = ServerError::unknown_statement(id, command);
+            return self.refuse(&error).await.map(Err);
+        };
+        Ok(Ok(Named {
+            id,
+            key: s.key.clone(),
+            params: s.params,
+            traits: s.traits,
+            cursor: s.cursor,
+            holds_state: s.cursor || s.long_data,
+            long_data_lost: s.long_data_lost,
+        }))
     }
 
     fn rewrite_id(&mut self, backend_id: u32) {
@@ -445,8 +458,7 @@ impl Session {
     }
 
     async fn malformed(&mut self) -> Result<Flow, PacketError> {
-        self.skip_command().await?;
-        self.reply_error(&ServerError::malformed_packet()).await
+        self.refuse(&ServerError::malformed_packet()).await
     }
 
     /// Waits until the first packet of the backend's response is buffered;

@@ -67,6 +67,22 @@ pub fn write_packet(out: &mut BytesMut, mut seq: u8, payload: &[u8]) -> u8 {
     seq
 }
 
+/// Appends a command packet (sequence id 0): the command byte followed by
+/// `argument`, framed without copying the argument twice.
+pub fn write_command(out: &mut BytesMut, command: u8, argument: &[u8]) {
+    if argument.len() + 1 < MAX_PAYLOAD {
+        out.reserve(HEADER_LEN + 1 + argument.len());
+        put_header(out, argument.len() + 1, 0);
+        out.put_u8(command);
+        out.put_slice(argument);
+    } else {
+        let mut payload = Vec::with_capacity(argument.len() + 1);
+        payload.push(command);
+        payload.extend_from_slice(argument);
+        write_packet(out, 0, &payload);
+    }
+}
+
 fn put_header(out: &mut BytesMut, len: usize, seq: u8) {
     let len = len.to_le_bytes();
     out.put_slice(&[
@@ -128,6 +144,15 @@ pub fn null_terminated(buf: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
+    #[test]
+    fn command_packets_match_write_packet() {
+        let mut a = BytesMut::new();
+        write_command(&mut a, 0x03, b"SELECT 1");
+        let mut b = BytesMut::new();
+        write_packet(&mut b, 0, b"\x03SELECT 1");
+        assert_eq!(a, b);
+    }
+
     use super::*;
 
     #[test]

@@ -20,10 +20,6 @@ pub enum Keyword {
     Drop,
     Set,
     Handler,
-    Prepare,
-    Execute,
-    Deallocate,
-    Xa,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,10 +132,6 @@ impl SqlTraits {
                 (b"DROP", Keyword::Drop),
                 (b"SET", Keyword::Set),
                 (b"HANDLER", Keyword::Handler),
-                (b"PREPARE", Keyword::Prepare),
-                (b"EXECUTE", Keyword::Execute),
-                (b"DEALLOCATE", Keyword::Deallocate),
-                (b"XA", Keyword::Xa),
             ]
             .iter()
             .find(|(k, _)| is(k))

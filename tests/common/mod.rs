@@ -302,6 +302,100 @@ max_queries_per_day = "unlimited"
     }
 }
 
+/// The `silo` binary run as its own process on a free port, its
+/// configuration in a file the test may rewrite; killed when dropped.
+pub struct SiloProcess {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+    pub config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SiloProcess {
+    /// Writes `setup`'s configuration, on this process's port, to its file.
+    pub fn write_config(&self, setup: &Setup) {
+        write_config_file(setup, self.addr, &self.config);
+    }
+
+    /// Stops the process and returns what it logged (spawned with a log level).
+    pub async fn stop_and_read_logs(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        self.child.start_kill().expect("silo stops");
+        let mut stderr = self.child.stderr.take().expect("spawned with a log level");
+        let mut logs = String::new();
+        bounded("silo's logs", stderr.read_to_string(&mut logs))
+            .await
+            .expect("logs read");
+        logs
+    }
+
+    /// mysql_async options for `user` through this process.
+    pub fn opts(&self, user: &str, password: &str) -> OptsBuilder {
+        mariadb::tcp_opts(self.addr)
+            .user(Some(user.to_string()))
+            .pass(Some(password.to_string()))
+    }
+}
+
+fn write_config_file(setup: &Setup, addr: SocketAddr, path: &std::path::Path) {
+    let text = setup
+        .toml()
+        .replace("mysql = \"127.0.0.1:0\"", &format!("mysql = \"{addr}\""));
+    std::fs::write(path, text).expect("config written");
+}
+
+impl Setup {
+    /// Runs `silo serve` on this setup and waits until it listens. With
+    /// `log`, `RUST_LOG` is set to it and stderr is piped for the test to
+    /// read; without, logs are discarded.
+    pub async fn spawn(&self, log: Option<&str>) -> SiloProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let config = dir.path().join("silo.toml");
+        write_config_file(self, addr, &config);
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_silo"));
+        command
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        match log {
+            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
+            None => command.stderr(Stdio::null()),
+        };
+        let process = SiloProcess {
+            child: command.spawn().expect("silo starts"),
+            addr,
+            config,
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if listening(port) {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("silo did not listen on {} within 5 s", process.addr);
+    }
+}
+
+/// Whether a socket listens on 127.0.0.1:`port`, read from the kernel's
+/// table rather than by connecting (a probe would be a login attempt in
+/// the logs the tests read).
+fn listening(port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|table| {
+        table.lines().any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            fields.next() == Some(local.as_str()) && fields.nth(1) == Some("0A")
+        })
+    })
+}
+
 /// A running silo; it stops accepting when dropped.
 pub struct Silo {
     pub addr: SocketAddr,

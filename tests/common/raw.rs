@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use mysql_common::constants::CapabilityFlags;
 use silo::protocol::{auth, handshake, packet};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::bounded;
@@ -55,9 +55,7 @@ impl RawClient {
     }
 
     pub async fn send(&mut self, seq: u8, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        packet::write_packet(&mut out, seq, payload);
-        self.send_raw(&out).await;
+        write_packet_to(&mut self.stream, seq, payload).await;
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
@@ -66,24 +64,41 @@ impl RawClient {
 
     /// The next packet, or `None` when the server closed the connection.
     pub async fn read_packet(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            match packet::take_packet(&mut self.buf, packet::MAX_PAYLOAD - 1) {
-                Ok(Some((seq, payload))) => return Some((seq, payload.to_vec())),
-                Ok(None) => {}
-                Err(e) => panic!("server sent an oversized packet: {e}"),
-            }
-            self.buf.reserve(4096);
-            match bounded("raw read", self.stream.read_buf(&mut self.buf)).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
+        read_packet_from(&mut self.stream, &mut self.buf).await
     }
 
     /// Sends a command (seq 0) and returns the first response packet.
     pub async fn command(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
         self.send(0, payload).await;
         self.read_packet().await.map(|(_, p)| p)
+    }
+}
+
+/// Frames `payload` with `seq` and writes it (errors are the reader's to see).
+pub async fn write_packet_to<S: AsyncWrite + Unpin>(stream: &mut S, seq: u8, payload: &[u8]) {
+    let mut out = BytesMut::new();
+    packet::write_packet(&mut out, seq, payload);
+    let _ = bounded("write", stream.write_all(&out)).await;
+    let _ = bounded("flush", stream.flush()).await;
+}
+
+/// The next packet from `stream` (bytes read ahead stay in `buf`), or
+/// `None` when the server closed the connection.
+pub async fn read_packet_from<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Option<(u8, Vec<u8>)> {
+    loop {
+        match packet::take_packet(buf, packet::MAX_PAYLOAD - 1) {
+            Ok(Some((seq, payload))) => return Some((seq, payload.to_vec())),
+            Ok(None) => {}
+            Err(e) => panic!("server sent an oversized packet: {e}"),
+        }
+        buf.reserve(4096);
+        match bounded("read", stream.read_buf(buf)).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
     }
 }
 

@@ -16,8 +16,8 @@ use mysql_common::packets::{AuthPlugin, HandshakeResponse, SslRequest};
 use mysql_common::proto::MySerialize;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use silo::protocol::{handshake, packet};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use silo::protocol::handshake;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 
@@ -119,13 +119,8 @@ fn scramble(nonce: &[u8], password: &str) -> Vec<u8> {
 }
 
 impl Sha2Client {
-    /// Logs in as `user`; `Err` carries the server's ERR.
-    pub async fn login(
-        addr: SocketAddr,
-        user: &str,
-        password: &str,
-        opts: &Sha2Opts,
-    ) -> Result<Self, Refused> {
+    /// Connects and reads the greeting.
+    async fn connect(addr: SocketAddr, tls: bool) -> (Self, handshake::ServerGreeting) {
         let tcp = bounded("connect", TcpStream::connect(addr))
             .await
             .expect("connect");
@@ -133,11 +128,22 @@ impl Sha2Client {
             stream: Box::new(tcp),
             buf: BytesMut::new(),
             nonce: Vec::new(),
-            tls: opts.tls_cert.is_some(),
+            tls,
             trace: Trace::default(),
         };
         let (_, greeting) = client.read_packet().await.expect("greeting");
         let greeting = handshake::parse_greeting(&greeting).expect("greeting parses");
+        (client, greeting)
+    }
+
+    /// Logs in as `user`; `Err` carries the server's ERR.
+    pub async fn login(
+        addr: SocketAddr,
+        user: &str,
+        password: &str,
+        opts: &Sha2Opts,
+    ) -> Result<Self, Refused> {
+        let (mut client, greeting) = Self::connect(addr, opts.tls_cert.is_some()).await;
         client.nonce = greeting.scramble.clone();
         let mut seq = 1u8;
         let mut caps = caps();
@@ -272,20 +278,8 @@ impl Sha2Client {
     /// with `first`, and returns the client positioned after it (plain TCP),
     /// for tests that send what no connector would.
     pub async fn start(addr: SocketAddr, user: &str, first: &[u8]) -> (Self, Vec<u8>) {
-        let tcp = bounded("connect", TcpStream::connect(addr))
-            .await
-            .expect("connect");
-        let mut client = Sha2Client {
-            stream: Box::new(tcp),
-            buf: BytesMut::new(),
-            nonce: Vec::new(),
-            tls: false,
-            trace: Trace::default(),
-        };
-        let (_, greeting) = client.read_packet().await.expect("greeting");
-        let nonce = handshake::parse_greeting(&greeting)
-            .expect("greeting parses")
-            .scramble;
+        let (mut client, greeting) = Self::connect(addr, false).await;
+        let nonce = greeting.scramble;
         client.nonce = nonce.clone();
         let mut response = Vec::new();
         HandshakeResponse::new(
@@ -309,26 +303,12 @@ impl Sha2Client {
     }
 
     pub async fn send(&mut self, seq: u8, payload: &[u8]) {
-        let mut out = BytesMut::new();
-        packet::write_packet(&mut out, seq, payload);
-        let _ = bounded("write", self.stream.write_all(&out)).await;
-        let _ = bounded("flush", self.stream.flush()).await;
+        super::raw::write_packet_to(&mut self.stream, seq, payload).await;
     }
 
     /// The next packet, or `None` when the server closed the connection.
     pub async fn read_packet(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            match packet::take_packet(&mut self.buf, packet::MAX_PAYLOAD - 1) {
-                Ok(Some((seq, payload))) => return Some((seq, payload.to_vec())),
-                Ok(None) => {}
-                Err(e) => panic!("server sent an oversized packet: {e}"),
-            }
-            self.buf.reserve(4096);
-            match bounded("read", self.stream.read_buf(&mut self.buf)).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
+        super::raw::read_packet_from(&mut self.stream, &mut self.buf).await
     }
 
     /// Runs a query that returns one row of one column and returns it as

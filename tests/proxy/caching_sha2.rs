@@ -3,13 +3,10 @@
 //! digest cache, refusals, COM_CHANGE_USER, and Connector/C's plugin through
 //! the `mariadb` CLI and, for change-user, a small C program.
 
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use silo::frontend::Context;
 use silo::frontend::caching_sha2::{RsaKeys, Sha2Auth};
-use tokio::io::AsyncReadExt;
 
 use crate::common::sha2::{PLUGIN, Sha2Client, Sha2Opts};
 use crate::common::{APP_PASSWORD, Setup, bounded, tls_files};
@@ -554,35 +551,9 @@ async fn debug_logs_carry_no_secret_of_the_exchange() {
     let mut setup = Setup::new();
     let acme = setup.tenant("acme", 1).await;
     let setup = setup.user_with_hash("hashed", &acme.slug, HASHED_PASSWORD);
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = setup.toml().replace(
-        "mysql = \"127.0.0.1:0\"",
-        &format!("mysql = \"127.0.0.1:{port}\""),
-    );
-    let path = dir.path().join("silo.toml");
-    std::fs::write(&path, &config).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_silo"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("silo starts");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let silo = setup.spawn(Some("debug")).await;
+    let addr = silo.addr;
     let user = format!("hashed.{}", acme.slug);
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let mut rsa = login(addr, &user, HASHED_PASSWORD, &plain()).await;
     assert_eq!(rsa.query_one("SELECT COUNT(*) FROM items").await, "3");
@@ -593,12 +564,7 @@ async fn debug_logs_carry_no_secret_of_the_exchange() {
     assert_eq!(wrong.code(), Some(1045));
     drop((rsa, fast));
 
-    child.start_kill().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let mut logs = String::new();
-    bounded("silo's logs", stderr.read_to_string(&mut logs))
-        .await
-        .unwrap();
+    let logs = silo.stop_and_read_logs().await;
     assert!(logs.contains("caching_sha2_password fast path"), "{logs}");
     assert!(logs.contains("generated the RSA key"), "{logs}");
     assert!(

@@ -431,44 +431,12 @@ async fn sighup_reloads_the_file_live() {
     let mut setup = Setup::new();
     let acme = setup.tenant("hup", 1).await;
     let other = setup.tenant("hupother", 1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = |toml: String| {
-        toml.replace(
-            "mysql = \"127.0.0.1:0\"",
-            &format!("mysql = \"127.0.0.1:{port}\""),
-        )
-    };
-    let path = dir.path().join("silo.toml");
-    std::fs::write(&path, listen(setup.toml())).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_silo"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("silo starts");
-    let pid = child.id().expect("a pid").to_string();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let opts = |t: &Tenant| {
-        crate::common::mariadb::tcp_opts(addr)
-            .user(Some(format!("app.{}", t.slug)))
-            .pass(Some(APP_PASSWORD.to_string()))
-    };
-    let mut c = None;
-    for _ in 0..100 {
-        if let Ok(conn) = mysql_async::Conn::new(opts(&acme)).await {
-            c = Some(conn);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut c = c.expect("silo answers");
+    let silo = setup.spawn(None).await;
+    let pid = silo.child.id().expect("a pid").to_string();
+    let opts = |t: &Tenant| silo.opts(&format!("app.{}", t.slug), APP_PASSWORD);
+    let mut c = bounded("login", mysql_async::Conn::new(opts(&acme)))
+        .await
+        .expect("silo answers");
     let hangup = || {
         let status = std::process::Command::new("kill")
             .args(["-HUP", &pid])
@@ -477,13 +445,13 @@ async fn sighup_reloads_the_file_live() {
         assert!(status.success());
     };
     // An invalid file is refused: nothing changes.
-    std::fs::write(&path, "this is not toml [").unwrap();
+    std::fs::write(&silo.config, "this is not toml [").unwrap();
     hangup();
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.query_drop("SELECT 1").await.unwrap();
     // A valid one suspends acme; its session ends, globex goes on.
     setup.set_status(&acme.slug, "suspended");
-    std::fs::write(&path, listen(setup.toml())).unwrap();
+    silo.write_config(&setup);
     hangup();
     let mut ended = None;
     for _ in 0..100 {
@@ -500,7 +468,6 @@ async fn sighup_reloads_the_file_live() {
     let mut g = mysql_async::Conn::new(opts(&other)).await.unwrap();
     let n: Option<u64> = g.query_first("SELECT COUNT(*) FROM items").await.unwrap();
     assert_eq!(n, Some(3));
-    drop(child);
 }
 
 #[tokio::test]
