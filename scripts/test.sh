@@ -5,7 +5,8 @@
 #   bash scripts/test.sh
 #
 # On Debian it installs what is missing first: mariadb-server and
-# mariadb-client from the distribution's packages (as root, or through sudo).
+# mariadb-client, and prometheus for promtool, from the distribution's
+# packages (as root, or through sudo).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,6 +15,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 missing=()
 have mariadbd || missing+=(mariadb-server)
 have mariadb || missing+=(mariadb-client)
+# promtool checks the /metrics output.
+have promtool || missing+=(prometheus)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} from the distribution's packages"
     if [ "$(id -u)" -eq 0 ]; then

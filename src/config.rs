@@ -25,6 +25,15 @@ pub struct Config {
     pub identification: IdentificationConfig,
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
+    /// The control-plane database; without it the file's own tenants,
+    /// plans, users and backends are the catalog.
+    pub control_plane: Option<ControlPlaneConfig>,
+    /// The admin SQL port; off without this section.
+    pub admin: Option<AdminConfig>,
+    /// The Prometheus HTTP endpoint; off without this section.
+    pub metrics: Option<MetricsConfig>,
+    pub health: HealthConfig,
+    pub shutdown: ShutdownConfig,
     pub backends: Vec<BackendConfig>,
     pub plans: Vec<PlanConfig>,
     pub tenants: Vec<TenantConfig>,
@@ -45,6 +54,13 @@ struct RawConfig {
     tls: Option<TlsConfig>,
     #[serde(default)]
     auth: AuthConfig,
+    control_plane: Option<ControlPlaneConfig>,
+    admin: Option<AdminConfig>,
+    metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    health: HealthConfig,
+    #[serde(default)]
+    shutdown: ShutdownConfig,
     #[serde(default)]
     backends: Vec<BackendConfig>,
     #[serde(default)]
@@ -53,6 +69,10 @@ struct RawConfig {
     tenants: Vec<TenantConfig>,
     #[serde(default)]
     users: Vec<UserConfig>,
+    /// Refuse catalog sections next to `[control_plane]`: true for a file,
+    /// false for a catalog that came from the control plane.
+    #[serde(skip_deserializing, default = "default_true")]
+    check_file_catalog: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +192,172 @@ impl PoolConfig {
     }
     pub fn max_lifetime(&self) -> Duration {
         Duration::from_millis(self.max_lifetime_ms)
+    }
+}
+
+/// `[control_plane]`: tenants, plans, users and backends are read from the
+/// control-plane database instead of this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// `mysql://user:password@host:port/database`; never logged.
+    pub url: Secret<String>,
+    /// How often the route-table version is polled.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// How often today's per-tenant query counts are written to
+    /// `tenant_usage_metrics`.
+    #[serde(default = "default_usage_flush_interval_ms")]
+    pub usage_flush_interval_ms: u64,
+    /// File holding the AES-256-GCM key of tenant database passwords;
+    /// without it the key comes from `SILO_SECRET_KEY`.
+    pub secret_key_file: Option<PathBuf>,
+    /// Bound on connecting to and querying the control plane.
+    #[serde(default = "default_control_plane_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_poll_interval_ms() -> u64 {
+    1_000
+}
+fn default_usage_flush_interval_ms() -> u64 {
+    10_000
+}
+fn default_control_plane_timeout_ms() -> u64 {
+    3_000
+}
+
+impl ControlPlaneConfig {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn usage_flush_interval(&self) -> Duration {
+        Duration::from_millis(self.usage_flush_interval_ms)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `[admin]`: the MySQL-protocol admin port and its own credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    pub user: String,
+    /// Clear-text password, hashed at load.
+    pub password: Option<Secret<String>>,
+    /// MariaDB `PASSWORD()` form: `*` and 40 hex digits.
+    pub password_hash: Option<Secret<String>>,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6032))
+}
+
+impl AdminConfig {
+    /// SHA1(SHA1(password)), as MariaDB keeps it.
+    pub fn native_hash(&self) -> Result<NativeHash, String> {
+        match (&self.password, &self.password_hash) {
+            (Some(p), None) if !p.expose().is_empty() => {
+                Ok(NativeHash::from_password(p.expose().as_bytes()))
+            }
+            (None, Some(h)) => NativeHash::parse_mariadb_hex(h.expose())
+                .ok_or_else(|| "password_hash must be '*' followed by 40 hex digits".to_string()),
+            (Some(_), Some(_)) => Err("give either password or password_hash, not both".into()),
+            _ => Err("a non-empty password or a password_hash is required".into()),
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+    /// Tenants that get their own `tenant` label; the others are summed
+    /// per plan, so thousands of tenants do not flood Prometheus.
+    #[serde(default = "default_max_tenant_labels")]
+    pub max_tenant_labels: usize,
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_max_tenant_labels() -> usize {
+    100
+}
+
+/// `[health]`: backend health checks through a side connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    #[serde(default = "default_health_interval_ms")]
+    pub interval_ms: u64,
+    /// A check that takes longer has failed.
+    #[serde(default = "default_health_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Consecutive failed checks before the backend is marked down.
+    #[serde(default = "default_down_after")]
+    pub down_after: u32,
+}
+
+fn default_health_interval_ms() -> u64 {
+    1_000
+}
+fn default_health_timeout_ms() -> u64 {
+    1_000
+}
+fn default_down_after() -> u32 {
+    2
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: default_health_interval_ms(),
+            timeout_ms: default_health_timeout_ms(),
+            down_after: default_down_after(),
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `[shutdown]`: what SIGTERM / SIGINT wait for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// In-flight statements and open transactions get this long to finish
+    /// after the listener closes; then every connection is closed.
+    #[serde(default = "default_shutdown_deadline_ms")]
+    pub deadline_ms: u64,
+}
+
+fn default_shutdown_deadline_ms() -> u64 {
+    30_000
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: default_shutdown_deadline_ms(),
+        }
+    }
+}
+
+impl ShutdownConfig {
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
     }
 }
 
@@ -495,6 +681,51 @@ impl Config {
             toml::from_str(text).map_err(|e| ConfigErrors::single("", format_toml_error(&e)))?;
         raw.validate()
     }
+
+    /// This configuration with another catalog (tenants, plans, users,
+    /// backends: from the control plane, or changed by an operator),
+    /// validated whole as a file would be.
+    ///
+    /// # Errors
+    /// Every problem the new catalog has.
+    pub fn with_catalog(
+        &self,
+        backends: Vec<BackendConfig>,
+        plans: Vec<PlanConfig>,
+        tenants: Vec<TenantConfig>,
+        users: Vec<UserConfig>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut raw = RawConfig::from(self.clone());
+        raw.backends = backends;
+        raw.plans = plans;
+        raw.tenants = tenants;
+        raw.users = users;
+        raw.check_file_catalog = false;
+        raw.validate()
+    }
+}
+
+impl From<Config> for RawConfig {
+    fn from(c: Config) -> Self {
+        RawConfig {
+            listen: c.listen,
+            runtime: c.runtime,
+            pool: c.pool,
+            identification: c.identification,
+            tls: c.tls,
+            auth: c.auth,
+            control_plane: c.control_plane,
+            admin: c.admin,
+            metrics: c.metrics,
+            health: c.health,
+            shutdown: c.shutdown,
+            backends: c.backends,
+            plans: c.plans,
+            tenants: c.tenants,
+            users: c.users,
+            check_file_catalog: true,
+        }
+    }
 }
 
 fn format_toml_error(e: &toml::de::Error) -> String {
@@ -555,6 +786,55 @@ impl RawConfig {
                     format!("{m:?} is listed twice"),
                 );
             }
+        }
+        if let Some(cp) = &self.control_plane {
+            if cp.url.expose().is_empty() {
+                p.add("control_plane.url", "must be a mysql:// URL");
+            }
+            if cp.poll_interval_ms == 0 {
+                p.add("control_plane.poll_interval_ms", "must be greater than 0");
+            }
+            if cp.usage_flush_interval_ms == 0 {
+                p.add(
+                    "control_plane.usage_flush_interval_ms",
+                    "must be greater than 0",
+                );
+            }
+            if cp.timeout_ms == 0 {
+                p.add("control_plane.timeout_ms", "must be greater than 0");
+            }
+            if self.check_file_catalog {
+                for (section, count) in [
+                    ("backends", self.backends.len()),
+                    ("plans", self.plans.len()),
+                    ("tenants", self.tenants.len()),
+                    ("users", self.users.len()),
+                ] {
+                    if count > 0 {
+                        p.add(
+                            section,
+                            "comes from the control-plane database when [control_plane] is set: remove it from the file",
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(admin) = &self.admin {
+            if admin.user.is_empty() {
+                p.add("admin.user", "must not be empty");
+            }
+            if let Err(message) = admin.native_hash() {
+                p.add("admin", message);
+            }
+        }
+        if self.health.interval_ms == 0 {
+            p.add("health.interval_ms", "must be greater than 0");
+        }
+        if self.health.timeout_ms == 0 {
+            p.add("health.timeout_ms", "must be greater than 0");
+        }
+        if self.health.down_after == 0 {
+            p.add("health.down_after", "must be at least 1");
         }
         if let Some(tls) = &self.tls {
             if tls.cert.as_os_str().is_empty() {
@@ -735,6 +1015,11 @@ impl RawConfig {
             identification: self.identification,
             tls: self.tls,
             auth: self.auth,
+            control_plane: self.control_plane,
+            admin: self.admin,
+            metrics: self.metrics,
+            health: self.health,
+            shutdown: self.shutdown,
             backends: self.backends,
             plans: self.plans,
             tenants: self.tenants,

@@ -18,6 +18,7 @@
 #![deny(clippy::print_stdout, clippy::await_holding_lock)]
 
 pub mod backend;
+pub mod catalog;
 pub mod config;
 pub mod frontend;
 pub mod limits;

@@ -78,11 +78,8 @@ fn serve(path: PathBuf) -> ExitCode {
         }
     };
     let threads = config.runtime.threads();
-    let reload_path = path.clone();
-    let on_bound = move |_, ctx| {
-        tokio::spawn(reload_on_sighup(reload_path, ctx));
-    };
-    match silo::server::run_threaded(config, threads, on_bound, shutdown_signal()) {
+    let catalog = silo::catalog::Catalog::file(path, config.clone());
+    match silo::server::run_threaded(config, catalog, threads, |_, _| {}, shutdown_signal()) {
         Ok(()) => {
             tracing::info!("shut down");
             ExitCode::SUCCESS
@@ -90,35 +87,6 @@ fn serve(path: PathBuf) -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Reloads the configuration file on SIGHUP: a valid file replaces the
-/// route table (tenants, users, plans, statuses, draining backends) without
-/// a restart; an invalid one is refused with its problems logged, and the
-/// running table stays.
-async fn reload_on_sighup(path: PathBuf, ctx: std::sync::Arc<silo::frontend::Context>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: configuration reload disabled");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        match silo::config::Config::load(&path) {
-            Ok(config) => match silo::server::reload(&ctx, &config) {
-                Ok(version) => {
-                    tracing::info!(path = %path.display(), version, "configuration reloaded")
-                }
-                Err(why) => {
-                    tracing::error!(path = %path.display(), "configuration reload refused: {why}")
-                }
-            },
-            Err(errors) => {
-                for line in errors.to_string().lines() {
-                    tracing::error!("configuration reload refused: {}: {line}", path.display());
-                }
-            }
         }
     }
 }

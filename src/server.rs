@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::backend::Pools;
+use crate::catalog::Catalog;
 use crate::config::{BackendConfig, Config};
 use crate::frontend::caching_sha2::{RsaKeys, Sha2Auth};
 use crate::frontend::registry::Registry;
@@ -49,6 +50,16 @@ impl Server {
     /// # Errors
     /// The listener cannot be bound, or the TLS files are unusable.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        let catalog = Catalog::fixed(config.clone());
+        Self::bind_with(config, catalog).await
+    }
+
+    /// As [`Server::bind`], with the catalog's source (file or control
+    /// plane), whose watchers are started.
+    ///
+    /// # Errors
+    /// As [`Server::bind`].
+    pub async fn bind_with(config: Config, catalog: Catalog) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(
                 tls::load_server_config(t).map_err(StartError::Tls)?,
@@ -71,7 +82,9 @@ impl Server {
             tenants: Arc::default(),
             statement_cache_size: config.pool.statement_cache_size,
             sha2: Sha2Auth::new(RsaKeys::from_config(&config.auth).map_err(StartError::Auth)?),
+            catalog: Arc::new(catalog),
         });
+        ctx.catalog.spawn_watchers(Arc::downgrade(&ctx));
         tokio::spawn(crate::frontend::enforce::watch_routes(Arc::downgrade(&ctx)));
         Ok(Server { listener, ctx })
     }
@@ -117,13 +130,14 @@ impl Server {
 /// The runtime cannot be built, or [`Server::bind`] fails.
 pub fn run_threaded(
     config: Config,
+    catalog: Catalog,
     threads: usize,
     on_bound: impl FnOnce(SocketAddr, Arc<Context>),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let runtime = single_threaded_runtime().map_err(StartError::Runtime)?;
     runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let server = Server::bind_with(config, catalog).await?;
         on_bound(server.local_addr(), server.context());
         let mut workers = Vec::new();
         let mut joins = Vec::new();
@@ -150,31 +164,30 @@ pub fn run_threaded(
     })
 }
 
-/// Installs the route table of `config` (a reloaded file) if it can be
-/// served as is; the running table stays otherwise.
+/// Installs the route table of `config` (a reloaded file, a control-plane
+/// refresh, an operator's change): pools are created for new backends,
+/// draining flags applied, and the table swapped in whole.
 ///
 /// # Errors
-/// What stands in the way, to log: a tenant routed to a backend that has no
-/// pool (backends are added at start only).
+/// None today; kept fallible so a source can be told why a table was not
+/// installed.
 pub fn reload(ctx: &Context, config: &Config) -> Result<u64, String> {
-    for tenant in &config.tenants {
-        if ctx.pools.get(tenant.backend).is_none() {
-            return Err(format!(
-                "tenant {} is routed to backend {}, which was not configured at start: restart silo to add backends",
-                tenant.slug, tenant.backend
-            ));
-        }
-    }
     for backend in &config.backends {
-        if let Some(pool) = ctx.pools.get(backend.id) {
-            let running = pool.backend();
-            if (&running.host, running.port, running.max_connections)
-                != (&backend.host, backend.port, backend.max_connections)
-            {
-                tracing::warn!(
-                    backend = backend.id,
-                    "backend address or max_connections changed: applies after a restart"
-                );
+        match ctx.pools.get(backend.id) {
+            Some(pool) => {
+                let running = pool.backend();
+                if (&running.host, running.port, running.max_connections)
+                    != (&backend.host, backend.port, backend.max_connections)
+                {
+                    tracing::warn!(
+                        backend = backend.id,
+                        "backend address or max_connections changed: applies after a restart"
+                    );
+                }
+            }
+            None => {
+                ctx.pools.ensure(backend, config);
+                tracing::info!(backend = backend.id, host = %backend.host, port = backend.port, "backend added");
             }
         }
     }

@@ -76,6 +76,8 @@ pub struct Pool {
     state: Mutex<PoolState>,
     /// Out of rotation (see [`Pool::set_draining`]).
     draining: AtomicBool,
+    /// Last verdict of the health checker; a pool starts healthy.
+    healthy: AtomicBool,
     pub stats: PoolStats,
 }
 
@@ -97,6 +99,7 @@ impl Pool {
                 waiters: FairQueue::default(),
             }),
             draining: AtomicBool::new(false),
+            healthy: AtomicBool::new(true),
             stats: PoolStats::default(),
         });
         pool.set_draining(pool.backend.draining);
@@ -110,6 +113,15 @@ impl Pool {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Records the health checker's verdict; returns the previous one.
+    pub fn set_healthy(&self, healthy: bool) -> bool {
+        self.healthy.swap(healthy, Ordering::AcqRel)
     }
 
     /// Takes the backend out of rotation (or back in): no new leases, idle
@@ -579,6 +591,16 @@ impl Pools {
 
     pub fn get(&self, backend: u32) -> Option<Arc<Pool>> {
         self.pools.get(&backend).map(|p| p.value().clone())
+    }
+
+    /// The pool of `backend`, created when a reloaded route table brings a
+    /// backend silo has not served yet. Needs a running tokio runtime.
+    pub fn ensure(&self, backend: &BackendConfig, config: &Config) -> Arc<Pool> {
+        self.pools
+            .entry(backend.id)
+            .or_insert_with(|| Pool::new(backend.clone(), config))
+            .value()
+            .clone()
     }
 
     pub fn all(&self) -> Vec<Arc<Pool>> {

@@ -40,4 +40,6 @@ pub struct Context {
     pub statement_cache_size: usize,
     /// caching_sha2_password: the fast-path digest cache and the RSA key.
     pub sha2: caching_sha2::Sha2Auth,
+    /// Where the route table comes from, and how operators change it.
+    pub catalog: Arc<crate::catalog::Catalog>,
 }

@@ -162,8 +162,10 @@ async fn threaded_runtimes_share_pools_across_worker_threads() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
+        let catalog = silo::catalog::Catalog::fixed(config.clone());
         silo::server::run_threaded(
             config,
+            catalog,
             3,
             move |addr, _| addr_tx.send(addr).unwrap(),
             async {
