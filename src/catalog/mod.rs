@@ -65,7 +65,8 @@ pub struct SourceHealth {
 
 impl SourceHealth {
     pub fn record_success(&self) {
-        self.last_success_unix_ms.store(now_unix_ms(), Ordering::Relaxed);
+        self.last_success_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
     }
 
     /// Seconds since the source was last read, 0 for a file.
@@ -156,9 +157,12 @@ impl Catalog {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Validates nothing: `config` is already a validated [`Config`].
-    /// Installs its table and remembers it as current.
-    pub(crate) fn install(&self, ctx: &Context, config: Config) -> Result<u64, CatalogError> {
+    /// Installs the table of `config`, an already validated [`Config`], and
+    /// remembers it as current.
+    ///
+    /// # Errors
+    /// The table cannot be installed; the running one stays.
+    pub fn install(&self, ctx: &Context, config: Config) -> Result<u64, CatalogError> {
         let version = crate::server::reload(ctx, &config).map_err(CatalogError::Rejected)?;
         *self.lock() = Arc::new(config);
         Ok(version)

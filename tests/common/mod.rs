@@ -209,6 +209,19 @@ impl Setup {
         self
     }
 
+    /// Declares `username` for `tenant` from now on (see [`Silo::reload`]).
+    pub fn add_user(&mut self, username: &str, tenant: &str, password: &str) {
+        self.remove_user(username, tenant);
+        self.users
+            .push((username.into(), tenant.into(), password.into()));
+    }
+
+    /// Withdraws `username` of `tenant` (see [`Silo::reload`]).
+    pub fn remove_user(&mut self, username: &str, tenant: &str) {
+        self.users
+            .retain(|(u, t, _)| !(u == username && t == tenant));
+    }
+
     /// A user declared by `password_hash` (MariaDB's `PASSWORD()` form) of
     /// `password`, so silo never learns the clear text from its config.
     pub fn user_with_hash(mut self, username: &str, tenant: &str, password: &str) -> Self {
@@ -452,12 +465,13 @@ impl Silo {
     }
 
     /// Swaps in the route table `setup` describes now, as an operator's
-    /// reload would.
-    pub fn reload(&self, setup: &Setup) {
+    /// reload would; returns the new table version.
+    pub fn reload(&self, setup: &Setup) -> u64 {
         let config = Config::from_toml(&setup.toml()).expect("test config is valid");
         self.ctx
-            .router
-            .update(|current| silo::routing::RouteTable::from_config(&config, current.version + 1));
+            .catalog
+            .install(&self.ctx, config)
+            .expect("the table installs")
     }
 
     /// The tenant's live usage.

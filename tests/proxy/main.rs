@@ -10,6 +10,7 @@ mod commands;
 mod faults;
 mod isolation;
 mod limits;
+mod live_change;
 mod login;
 mod multiplex;
 mod pool;
