@@ -146,7 +146,7 @@ async fn work(
         done += 1;
         // Worker 0 keeps its first connection throughout: it must follow
         // the moves without logging in again.
-        if n > 0 && done % RECONNECT_EVERY == 0 {
+        if n > 0 && done.is_multiple_of(RECONNECT_EVERY) {
             let _ = conn.disconnect().await;
             conn = match login(&silo, &tenant).await {
                 Ok(c) => c,
@@ -157,7 +157,7 @@ async fn work(
             };
             tally.logins.fetch_add(1, Ordering::Relaxed);
         }
-        let result = if done % 5 == 0 {
+        let result = if done.is_multiple_of(5) {
             transaction(&mut conn, n, done).await.map(|()| {
                 tally.transactions.fetch_add(1, Ordering::Relaxed);
             })
