@@ -495,7 +495,7 @@ impl Database {
 
 /// Today's query counts per tenant slug.
 async fn read_usage(conn: &mut Conn, day: u64) -> Result<HashMap<String, u64>, mysql_async::Error> {
-    let rows: Vec<(String, Option<u64>)> = conn
+    let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT t.tenant_slug, m.query_count FROM tenant_usage_metrics m \
              JOIN tenants t ON t.tenant_id = m.tenant_id \
@@ -505,6 +505,7 @@ async fn read_usage(conn: &mut Conn, day: u64) -> Result<HashMap<String, u64>, m
         .await?;
     Ok(rows
         .into_iter()
+        .filter_map(|row| mysql_async::from_row_opt::<(String, Option<u64>)>(row).ok())
         .map(|(slug, count)| (slug, count.unwrap_or(0)))
         .collect())
 }
@@ -698,5 +699,30 @@ async fn flush(catalog: &Catalog, db: &Database, ctx: &Weak<Context>) {
         // Failures are counted and logged once per outage by `failed`; the
         // deltas stay and go with the next flush.
         let _ = db.flush_usage(catalog, &ctx).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_errors_never_repeat_the_url() {
+        for url in [
+            "mysql://root:Pw-S3cret@127.0.0.1:3306",
+            "mysql://root:Pw-S3cret@127.0.0.1:99999/cp",
+            "postgres://root:Pw-S3cret@127.0.0.1/cp",
+            "mysql://root:Pw-S3cret@127.0.0.1/cp?pool_min=Pw-S3cret",
+            "Pw-S3cret",
+        ] {
+            let err = parse_url(&Secret::new(url.to_string())).unwrap_err();
+            assert!(err.starts_with("control_plane.url"), "{err}");
+            assert!(!err.contains("Pw-S3cret"), "{err}");
+        }
+        let opts = parse_url(&Secret::new(
+            "mysql://silo:Pw-S3cret@cp.internal:3307/control".to_string(),
+        ))
+        .unwrap();
+        assert_eq!(endpoint(&opts), "cp.internal:3307/control");
     }
 }

@@ -69,15 +69,24 @@ pub async fn init(opts: &Opts, timeout: Duration) -> Result<InitOutcome, String>
     let server = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
     let mut conn = bounded(timeout, Conn::new(server)).await.map_err(fail)?;
     let quoted = format!("`{}`", database.replace('`', "``"));
-    bounded(
-        timeout,
-        conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS {quoted}")),
-    )
-    .await
-    .map_err(fail)?;
-    bounded(timeout, conn.query_drop(format!("USE {quoted}")))
-        .await
-        .map_err(fail)?;
+    // USE first: a user with rights on an existing database alone may not
+    // be allowed even `CREATE DATABASE IF NOT EXISTS`.
+    match bounded(timeout, conn.query_drop(format!("USE {quoted}"))).await {
+        Ok(()) => {}
+        // ER_BAD_DB_ERROR: create it.
+        Err(DbError::Sql(mysql_async::Error::Server(e))) if e.code == 1049 => {
+            bounded(
+                timeout,
+                conn.query_drop(format!("CREATE DATABASE {quoted}")),
+            )
+            .await
+            .map_err(fail)?;
+            bounded(timeout, conn.query_drop(format!("USE {quoted}")))
+                .await
+                .map_err(fail)?;
+        }
+        Err(e) => return Err(fail(e)),
+    }
     let got: Option<i64> = bounded(
         timeout,
         conn.exec_first(
