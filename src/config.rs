@@ -662,6 +662,11 @@ impl Config {
         if let (Some(key), Some(dir)) = (config.auth.rsa_private_key.as_mut(), path.parent()) {
             *key = dir.join(&*key);
         }
+        if let (Some(cp), Some(dir)) = (config.control_plane.as_mut(), path.parent())
+            && let Some(key) = cp.secret_key_file.as_mut()
+        {
+            *key = dir.join(&*key);
+        }
         crate::frontend::caching_sha2::RsaKeys::from_config(&config.auth)
             .map_err(|e| ConfigErrors::single("auth.rsa_private_key", e))?;
         if let Some(tls) = &config.tls {

@@ -26,4 +26,5 @@ pub mod net;
 pub mod protocol;
 pub mod routing;
 pub mod secret;
+pub mod secret_box;
 pub mod server;

@@ -112,7 +112,9 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         info!(addr = %self.local_addr(), version = %self.ctx.server_version, threads = workers.len() + 1, "silo listening");
+        let ctx = self.ctx.clone();
         listener::serve(self.listener, self.ctx, workers, shutdown).await;
+        ctx.catalog.finish(&ctx).await;
     }
 }
 

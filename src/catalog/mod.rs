@@ -90,7 +90,7 @@ enum Source {
     /// reload; changes are runtime-only.
     Fixed,
     File(file::FileSource),
-    Database(database::Database),
+    Database(Box<database::Database>),
 }
 
 /// The catalog's source and the configuration behind the running table.
@@ -125,7 +125,7 @@ impl Catalog {
 
     /// The control-plane database, already read once into `config`.
     pub fn database(db: database::Database, config: Config) -> Catalog {
-        let catalog = Self::with_source(Source::Database(db), config);
+        let catalog = Self::with_source(Source::Database(Box::new(db)), config);
         catalog.health.record_success();
         catalog
     }
@@ -241,8 +241,17 @@ impl Catalog {
             Source::File(_) => {
                 tokio::spawn(file::watch(self.clone(), ctx));
             }
-            Source::Database(_) => {
-                tokio::spawn(database::watch(self.clone(), ctx));
+            Source::Database(_) => database::start(self, ctx),
+        }
+    }
+
+    /// The source's last work at shutdown: the control plane gets the
+    /// usage counted since its last flush.
+    pub async fn finish(&self, ctx: &Context) {
+        if let Source::Database(db) = &self.source {
+            match db.flush_usage(self, ctx).await {
+                Ok(tenants) => tracing::debug!(tenants, "usage flushed to the control plane"),
+                Err(e) => tracing::warn!("usage since the last flush is lost: {e}"),
             }
         }
     }

@@ -97,7 +97,8 @@ impl Default for TenantLive {
 const DAY_SHIFT: u32 = 40;
 const COUNT_MASK: u64 = (1 << DAY_SHIFT) - 1;
 
-fn utc_day() -> u64 {
+/// Days since the Unix epoch, UTC: the day the daily quota counts in.
+pub fn utc_day() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 86_400)
@@ -124,6 +125,34 @@ impl TenantLive {
             packed & COUNT_MASK
         } else {
             0
+        }
+    }
+
+    /// Raises today's count to `count` (queries already made today, e.g.
+    /// read from the control plane's usage table at start), so the daily
+    /// quota survives a restart. A higher count already kept stays.
+    pub fn seed_today(&self, count: u64) {
+        let today = utc_day();
+        let count = count.min(COUNT_MASK);
+        let mut current = self.day.load(Ordering::Relaxed);
+        loop {
+            let kept = if current >> DAY_SHIFT == today {
+                current & COUNT_MASK
+            } else {
+                0
+            };
+            if kept >= count {
+                return;
+            }
+            match self.day.compare_exchange_weak(
+                current,
+                (today << DAY_SHIFT) | count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(seen) => current = seen,
+            }
         }
     }
 
@@ -320,6 +349,14 @@ impl Tenants {
         self.tenants.get(tenant).map(|l| l.clone())
     }
 
+    /// Every tenant's live state, e.g. to report usage.
+    pub fn snapshot(&self) -> Vec<(TenantId, Arc<TenantLive>)> {
+        self.tenants
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
     /// Wakes every command waiting on a route change (after a swap).
     pub fn route_changed(&self) {
         for live in &self.tenants {
@@ -380,6 +417,20 @@ mod tests {
             .store(((utc_day() - 1) << DAY_SHIFT) | 3, Ordering::Relaxed);
         assert!(live.count_query(&l).is_ok());
         assert_eq!(live.queries_today(), 1);
+    }
+
+    #[test]
+    fn seeding_raises_today_and_never_lowers_it() {
+        let live = TenantLive::default();
+        let l = limits(|p| p.max_queries_per_day = Limit::Value(5));
+        live.seed_today(4);
+        assert_eq!(live.queries_today(), 4);
+        live.count_query(&l).unwrap();
+        assert_eq!(live.count_query(&l), Err(Refusal::QueriesPerDay));
+        live.seed_today(2);
+        assert_eq!(live.queries_today(), 5);
+        // Seeding is not counting: nothing to report as new usage.
+        assert_eq!(live.queries.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,7 +7,7 @@
 
 mod live;
 
-pub use live::{ClientSlot, LeaseSlot, Refusal, TenantLive, Tenants};
+pub use live::{ClientSlot, LeaseSlot, Refusal, TenantLive, Tenants, utc_day};
 
 use std::time::Duration;
 

@@ -300,18 +300,23 @@ max_queries_per_day = "unlimited"
     /// Starts silo in this test's runtime on a free port.
     pub async fn start(&self) -> Silo {
         let config = Config::from_toml(&self.toml()).expect("test config is valid");
-        let server = Server::bind(config).await.expect("silo binds");
-        let addr = server.local_addr();
-        let ctx = server.context();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Silo {
-            addr,
-            ctx,
-            _stop: stop,
-        }
+        serve(Server::bind(config).await.expect("silo binds"))
+    }
+}
+
+/// Runs a bound server in this test's runtime until the returned [`Silo`]
+/// is dropped.
+pub fn serve(server: Server) -> Silo {
+    let addr = server.local_addr();
+    let ctx = server.context();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Silo {
+        addr,
+        ctx,
+        _stop: stop,
     }
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 mod caching_sha2;
 mod commands;
+mod control_plane;
 mod faults;
 mod isolation;
 mod limits;
