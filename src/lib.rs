@@ -13,10 +13,13 @@
 //!   authentication, the response-end scanner, the error catalogue.
 //! - [`backend`]: connections to MariaDB servers and the per-backend pools.
 //! - [`frontend`]: one client connection, from accept through login to quit.
+//! - [`admin`]: the operators' MySQL-protocol port (`SHOW TENANTS`, live
+//!   changes through the [`catalog`]).
 //! - [`server`]: wiring; the only module that knows all the others.
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::await_holding_lock)]
 
+pub mod admin;
 pub mod backend;
 pub mod catalog;
 pub mod config;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
+use crate::admin::AdminAuth;
 use crate::backend::Pools;
 use crate::catalog::Catalog;
 use crate::config::{BackendConfig, Config};
@@ -34,6 +35,8 @@ pub enum StartError {
     Tls(String),
     #[error("auth.rsa_private_key: {0}")]
     Auth(String),
+    #[error("admin: {0}")]
+    Admin(String),
     #[error("cannot start a worker: {0}")]
     Runtime(std::io::Error),
 }
@@ -41,6 +44,14 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     ctx: Arc<Context>,
+    admin: Option<AdminPort>,
+}
+
+/// The running admin port: its address, and the handle whose drop stops it
+/// and its sessions.
+struct AdminPort {
+    addr: SocketAddr,
+    _stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Server {
@@ -70,6 +81,17 @@ impl Server {
             addr: config.listen.mysql,
             source,
         })?;
+        let admin = match &config.admin {
+            Some(admin) => {
+                let auth = AdminAuth::from_config(admin).map_err(StartError::Admin)?;
+                let listener = bind(admin.listen).map_err(|source| StartError::Bind {
+                    addr: admin.listen,
+                    source,
+                })?;
+                Some((listener, auth))
+            }
+            None => None,
+        };
         let server_version = probe_version(&config.backends).await;
         let ctx = Arc::new(Context {
             router: Arc::new(Router::new(RouteTable::from_config(&config, 1))),
@@ -86,13 +108,23 @@ impl Server {
         });
         ctx.catalog.spawn_watchers(Arc::downgrade(&ctx));
         tokio::spawn(crate::frontend::enforce::watch_routes(Arc::downgrade(&ctx)));
-        Ok(Server { listener, ctx })
+        let admin = admin.map(|(listener, auth)| start_admin(listener, auth, &ctx));
+        Ok(Server {
+            listener,
+            ctx,
+            admin,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Where the admin port listens, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The shared handles (route table, pools, sessions), for tests and
@@ -113,9 +145,28 @@ impl Server {
     ) {
         info!(addr = %self.local_addr(), version = %self.ctx.server_version, threads = workers.len() + 1, "silo listening");
         let ctx = self.ctx.clone();
+        // The admin port stops with the client listener.
+        let _admin = self.admin;
         listener::serve(self.listener, self.ctx, workers, shutdown).await;
         ctx.catalog.finish(&ctx).await;
     }
+}
+
+/// Serves the admin port on the current runtime until the returned handle
+/// is dropped.
+fn start_admin(listener: TcpListener, auth: AdminAuth, ctx: &Arc<Context>) -> AdminPort {
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    tokio::spawn(crate::admin::serve(
+        listener,
+        ctx.clone(),
+        Arc::new(auth),
+        stopped,
+    ));
+    info!(addr = %addr, "admin port listening");
+    AdminPort { addr, _stop: stop }
 }
 
 /// Runs silo on `threads` threads until `shutdown` resolves, blocking the

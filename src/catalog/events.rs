@@ -1,4 +1,4 @@
-//! Operator changes and reloads, kept in memory for a file-backed catalog
+//! Operator changes, kept in memory for a file-backed catalog
 //! (the control plane keeps its own in `tenant_events`).
 
 use std::collections::VecDeque;

@@ -98,7 +98,7 @@ pub struct Catalog {
     source: Source,
     /// Static sections and the catalog that built the running table.
     current: Mutex<Arc<Config>>,
-    /// Operator changes and reloads, newest last (the database source keeps
+    /// Operator changes, newest last (the database source keeps
     /// its own in `tenant_events`).
     pub events: EventLog,
     pub health: SourceHealth,

@@ -104,6 +104,7 @@ impl Session {
                 self.end_lease();
                 info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
                 self.handle.set_tenant(Some(tenant.id.clone()));
+                self.handle.set_user(&username);
                 if let Some(slot) = slot {
                     self.client_slot = slot;
                     self.live = self.ctx.tenants.of(&tenant.id);

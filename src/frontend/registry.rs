@@ -21,6 +21,8 @@ pub struct BackendTarget {
 pub struct SessionHandle {
     pub id: u32,
     tenant: Mutex<Option<TenantId>>,
+    /// The login name within the tenant, for operators.
+    user: Mutex<Option<Arc<str>>>,
     /// `backend_id << 32 | thread_id`, 0 when none: set at every lease in
     /// `transaction` mode, so two atomic stores rather than a lock.
     backend: AtomicU64,
@@ -38,6 +40,14 @@ impl SessionHandle {
 
     pub fn set_tenant(&self, tenant: Option<TenantId>) {
         *self.tenant.lock().unwrap_or_else(|p| p.into_inner()) = tenant;
+    }
+
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.user.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_user(&self, user: &str) {
+        *self.user.lock().unwrap_or_else(|p| p.into_inner()) = Some(user.into());
     }
 
     pub fn backend(&self) -> Option<BackendTarget> {
@@ -102,6 +112,7 @@ impl Registry {
             let handle = Arc::new(SessionHandle {
                 id,
                 tenant: Mutex::new(None),
+                user: Mutex::new(None),
                 backend: AtomicU64::new(0),
                 killed: AtomicBool::new(false),
                 kill_signal: Notify::new(),

@@ -102,6 +102,7 @@ impl Session {
         login: LoggedIn,
     ) -> Self {
         handle.set_tenant(Some(login.tenant.id.clone()));
+        handle.set_user(&login.username);
         let schema = login
             .database
             .unwrap_or_else(|| login.tenant.identity.database.clone());

@@ -146,6 +146,10 @@ impl RouteTable {
         self.tenants.get(slug)
     }
 
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<TenantRoute>> {
+        self.tenants.values()
+    }
+
     pub fn tenant_for_database(&self, database: &str) -> Option<&Arc<TenantRoute>> {
         self.by_database
             .get(database)

@@ -61,6 +61,8 @@ pub struct Setup {
     mode: &'static str,
     idle_timeout_ms: u64,
     max_lifetime_ms: u64,
+    /// `[admin]` user and password, listening on a free port.
+    admin: Option<(String, String)>,
 }
 
 impl Setup {
@@ -80,6 +82,7 @@ impl Setup {
             mode: "transaction",
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
+            admin: None,
         }
     }
 
@@ -87,6 +90,12 @@ impl Setup {
     pub fn backend(mut self, id: u32, addr: SocketAddr, max_connections: u32) -> Self {
         self.backends.retain(|b| b.0 != id);
         self.backends.push((id, addr, max_connections));
+        self
+    }
+
+    /// Turns the admin port on (`[admin]` on a free port) for `user`.
+    pub fn admin(mut self, user: &str, password: &str) -> Self {
+        self.admin = Some((user.to_string(), password.to_string()));
         self
     }
 
@@ -239,6 +248,11 @@ impl Setup {
             "[pool]\nmode = \"{}\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\nmax_lifetime_ms = {}\n",
             self.mode, self.lease_timeout_ms, self.max_lifetime_ms
         );
+        if let Some((user, password)) = &self.admin {
+            t += &format!(
+                "[admin]\nlisten = \"127.0.0.1:0\"\nuser = \"{user}\"\npassword = \"{password}\"\n"
+            );
+        }
         if let Some(order) = &self.order {
             t += &format!("[identification]\norder = {order}\n");
         }
@@ -302,12 +316,40 @@ max_queries_per_day = "unlimited"
         let config = Config::from_toml(&self.toml()).expect("test config is valid");
         serve(Server::bind(config).await.expect("silo binds"))
     }
+
+    /// Starts silo in this test's runtime with its configuration in a file
+    /// (the catalog's file source: `RELOAD` and SIGHUP re-read it).
+    pub async fn start_from_file(&self) -> (Silo, ConfigFile) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("silo.toml");
+        std::fs::write(&path, self.toml()).expect("config written");
+        let config = Config::load(&path).expect("test config is valid");
+        let catalog = silo::catalog::Catalog::file(path.clone(), config.clone());
+        let server = Server::bind_with(config, catalog)
+            .await
+            .expect("silo binds");
+        (serve(server), ConfigFile { path, _dir: dir })
+    }
+}
+
+/// The configuration file of a silo started by [`Setup::start_from_file`].
+pub struct ConfigFile {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfigFile {
+    /// Writes `text` in its place (an operator's edit; picked up at reload).
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("config written");
+    }
 }
 
 /// Runs a bound server in this test's runtime until the returned [`Silo`]
 /// is dropped.
 pub fn serve(server: Server) -> Silo {
     let addr = server.local_addr();
+    let admin_addr = server.admin_addr();
     let ctx = server.context();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async {
@@ -315,6 +357,7 @@ pub fn serve(server: Server) -> Silo {
     }));
     Silo {
         addr,
+        admin_addr,
         ctx,
         _stop: stop,
     }
@@ -417,6 +460,8 @@ fn listening(port: u16) -> bool {
 /// A running silo; it stops accepting when dropped.
 pub struct Silo {
     pub addr: SocketAddr,
+    /// The admin port, when the setup turned it on.
+    pub admin_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -492,21 +537,49 @@ impl Silo {
 
     /// Runs the `mariadb` command-line client against silo.
     pub async fn cli(&self, user: &str, password: &str, args: &[&str]) -> std::process::Output {
-        let mut cmd = tokio::process::Command::new("mariadb");
-        cmd.arg("--protocol=TCP")
-            .arg("-h127.0.0.1")
-            .arg(format!("-P{}", self.addr.port()))
-            .arg(format!("-u{user}"))
-            .arg(format!("-p{password}"))
-            .arg("--batch")
-            .arg("--skip-column-names")
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        bounded("mariadb client", cmd.output())
-            .await
-            .expect("mariadb client runs")
+        let mut all = vec!["--batch", "--skip-column-names"];
+        all.extend_from_slice(args);
+        mariadb_cli(self.addr, user, password, &all).await
     }
+
+    /// mysql_async options for `user` on the admin port.
+    pub fn admin_opts(&self, user: &str, password: &str) -> OptsBuilder {
+        mariadb::tcp_opts(self.admin_addr.expect("the admin port is on"))
+            .user(Some(user.to_string()))
+            .pass(Some(password.to_string()))
+    }
+
+    /// Runs the `mariadb` command-line client against the admin port.
+    pub async fn admin_cli(
+        &self,
+        user: &str,
+        password: &str,
+        args: &[&str],
+    ) -> std::process::Output {
+        let addr = self.admin_addr.expect("the admin port is on");
+        mariadb_cli(addr, user, password, args).await
+    }
+}
+
+/// Runs the `mariadb` command-line client against `addr`, bounded by [`STEP`].
+async fn mariadb_cli(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = tokio::process::Command::new("mariadb");
+    cmd.arg("--protocol=TCP")
+        .arg(format!("-h{}", addr.ip()))
+        .arg(format!("-P{}", addr.port()))
+        .arg(format!("-u{user}"))
+        .arg(format!("-p{password}"))
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    bounded("mariadb client", cmd.output())
+        .await
+        .expect("mariadb client runs")
 }
 
 /// Self-signed certificate for `*.db.example.com`, written to a temp dir.

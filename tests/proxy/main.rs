@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin;
 mod caching_sha2;
 mod commands;
 mod control_plane;
