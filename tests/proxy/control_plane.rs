@@ -190,7 +190,18 @@ impl ControlPlane {
     /// silo in this test's runtime, its catalog read from this control
     /// plane through `addr`.
     async fn start_via(&self, addr: std::net::SocketAddr) -> Silo {
-        let config = Config::from_toml(&self.toml(&self.url(addr))).expect("valid config");
+        self.start_with(&self.toml(&self.url(addr))).await
+    }
+
+    /// As [`ControlPlane::start`], with the admin port on (`admin` / `admin-pass`).
+    async fn start_with_admin(&self) -> Silo {
+        let toml = self.toml(&self.url(self.server.addr()))
+            + "[admin]\nlisten = \"127.0.0.1:0\"\nuser = \"admin\"\npassword = \"admin-pass\"\n";
+        self.start_with(&toml).await
+    }
+
+    async fn start_with(&self, toml: &str) -> Silo {
+        let config = Config::from_toml(toml).expect("valid config");
         let (db, config) = bounded("open", database::open(&config))
             .await
             .expect("catalog read");
@@ -901,4 +912,84 @@ async fn usage_is_flushed_and_the_daily_quota_survives_a_restart() {
     eventually!("the second flush", {
         cp.value::<u64>(&usage).await == Some(8)
     });
+}
+
+#[tokio::test]
+async fn admin_changes_are_written_to_the_control_plane() {
+    let cp = ControlPlane::new().await;
+    cp.plan(
+        "tight",
+        "weight = 1, queue_timeout_ms = 2000, max_client_connections = 1",
+    )
+    .await;
+    let acme = cp.tenant("adminwt", 1, "open").await;
+    let silo = cp.start_with_admin().await;
+    let mut admin = silo.connect(silo.admin_opts("admin", "admin-pass")).await;
+
+    bounded(
+        "SET TENANT … PLAN",
+        admin.query_drop(format!("SET TENANT {} PLAN tight", acme.slug)),
+    )
+    .await
+    .expect("plan changed");
+    let info = admin.info().to_string();
+    assert!(
+        info.contains("written to the control-plane database"),
+        "{info}"
+    );
+    let stored: Option<String> = cp
+        .value(&format!(
+            "SELECT subscription_plan FROM tenants WHERE tenant_slug = '{}'",
+            acme.slug
+        ))
+        .await;
+    assert_eq!(stored.as_deref(), Some("tight"));
+    // In force when the OK arrives: the plan's single client is enforced.
+    let _first = silo.app(&acme).await;
+    let refused = login_error(&silo, &format!("app.{}", acme.slug), APP_PASSWORD).await;
+    assert_eq!(error_code(&refused), Some(1226), "{refused}");
+
+    bounded(
+        "SUSPEND TENANT",
+        admin.query_drop(format!("SUSPEND TENANT {}", acme.slug)),
+    )
+    .await
+    .expect("suspended");
+    let status: Option<String> = cp
+        .value(&format!(
+            "SELECT status FROM tenants WHERE tenant_slug = '{}'",
+            acme.slug
+        ))
+        .await;
+    assert_eq!(status.as_deref(), Some("suspended"));
+
+    let events: Vec<(String, String)> = bounded(
+        "SHOW EVENTS",
+        admin.query(format!("SHOW EVENTS FOR {}", acme.slug)),
+    )
+    .await
+    .expect("events")
+    .into_iter()
+    .map(|row: mysql_async::Row| {
+        let event: String = row.get("event").expect("event column");
+        let by: String = row.get("performed_by").expect("performed_by column");
+        (event, by)
+    })
+    .collect();
+    assert_eq!(
+        events,
+        vec![
+            ("suspended".to_string(), "admin@127.0.0.1".to_string()),
+            ("plan_changed".to_string(), "admin@127.0.0.1".to_string()),
+        ],
+        "newest first, from tenant_events"
+    );
+    let rows: Option<u64> = cp
+        .value(&format!(
+            "SELECT COUNT(*) FROM tenant_events e JOIN tenants t USING (tenant_id) \
+             WHERE t.tenant_slug = '{}' AND e.performed_by = 'admin@127.0.0.1'",
+            acme.slug
+        ))
+        .await;
+    assert_eq!(rows, Some(2));
 }
