@@ -13,6 +13,7 @@
 //!   authentication, the response-end scanner, the error catalogue.
 //! - [`backend`]: connections to MariaDB servers and the per-backend pools.
 //! - [`frontend`]: one client connection, from accept through login to quit.
+//! - [`metrics`]: Prometheus metrics and health endpoints over HTTP.
 //! - [`server`]: wiring; the only module that knows all the others.
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::await_holding_lock)]
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod config;
 pub mod frontend;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod routing;

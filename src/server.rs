@@ -17,6 +17,7 @@ use crate::frontend::caching_sha2::{RsaKeys, Sha2Auth};
 use crate::frontend::registry::Registry;
 use crate::frontend::stream::read_packet_exact;
 use crate::frontend::{Context, listener, tls};
+use crate::metrics::Metrics;
 use crate::protocol::handshake;
 use crate::routing::{RouteTable, Router};
 
@@ -41,6 +42,7 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     ctx: Arc<Context>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Server {
@@ -70,6 +72,13 @@ impl Server {
             addr: config.listen.mysql,
             source,
         })?;
+        let metrics_listener = match &config.metrics {
+            Some(m) => Some(bind_metrics(m.listen).map_err(|source| StartError::Bind {
+                addr: m.listen,
+                source,
+            })?),
+            None => None,
+        };
         let server_version = probe_version(&config.backends).await;
         let ctx = Arc::new(Context {
             router: Arc::new(Router::new(RouteTable::from_config(&config, 1))),
@@ -83,16 +92,35 @@ impl Server {
             statement_cache_size: config.pool.statement_cache_size,
             sha2: Sha2Auth::new(RsaKeys::from_config(&config.auth).map_err(StartError::Auth)?),
             catalog: Arc::new(catalog),
+            metrics: Arc::new(Metrics::from_config(config.metrics.as_ref())),
         });
         ctx.catalog.spawn_watchers(Arc::downgrade(&ctx));
         tokio::spawn(crate::frontend::enforce::watch_routes(Arc::downgrade(&ctx)));
-        Ok(Server { listener, ctx })
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                info!(addr = ?addr, "metrics listening (/metrics, /healthz, /readyz)");
+                tokio::spawn(crate::metrics::http::serve(listener, Arc::downgrade(&ctx)));
+                addr
+            }
+            None => None,
+        };
+        Ok(Server {
+            listener,
+            ctx,
+            metrics_addr,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The metrics port's address, when `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The shared handles (route table, pools, sessions), for tests and
@@ -112,7 +140,10 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         info!(addr = %self.local_addr(), version = %self.ctx.server_version, threads = workers.len() + 1, "silo listening");
+        let metrics = self.ctx.metrics.clone();
+        metrics.set_accepting(true);
         listener::serve(self.listener, self.ctx, workers, shutdown).await;
+        metrics.set_accepting(false);
     }
 }
 
@@ -216,6 +247,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+/// The metrics port: a plain listener (scrapers are few).
+fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    std.set_nonblocking(true)?;
+    TcpListener::from_std(std)
 }
 
 /// The greeting version in the backend's style (`5.5.5-10.11.6-MariaDB-silo`):

@@ -320,6 +320,14 @@ impl Tenants {
         self.tenants.get(tenant).map(|l| l.clone())
     }
 
+    /// Every tenant's live state (for metrics and operators).
+    pub fn all(&self) -> Vec<(TenantId, Arc<TenantLive>)> {
+        self.tenants
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
     /// Wakes every command waiting on a route change (after a swap).
     pub fn route_changed(&self) {
         for live in &self.tenants {

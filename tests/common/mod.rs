@@ -61,6 +61,8 @@ pub struct Setup {
     mode: &'static str,
     idle_timeout_ms: u64,
     max_lifetime_ms: u64,
+    /// `[metrics] max_tenant_labels`, on a free port; `None`: no metrics port.
+    metrics: Option<usize>,
 }
 
 impl Setup {
@@ -80,7 +82,16 @@ impl Setup {
             mode: "transaction",
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on a free port
+    /// ([`Silo::metrics_addr`]), with at most `max_tenant_labels` tenants
+    /// labelled by name.
+    pub fn metrics(mut self, max_tenant_labels: usize) -> Self {
+        self.metrics = Some(max_tenant_labels);
+        self
     }
 
     /// Replaces backend `id` (e.g. to point it at a fault relay or to cap it).
@@ -226,6 +237,9 @@ impl Setup {
             "[pool]\nmode = \"{}\"\nlease_timeout_ms = {}\nreset_timeout_ms = 2000\nmax_lifetime_ms = {}\n",
             self.mode, self.lease_timeout_ms, self.max_lifetime_ms
         );
+        if let Some(max) = self.metrics {
+            t += &format!("[metrics]\nlisten = \"127.0.0.1:0\"\nmax_tenant_labels = {max}\n");
+        }
         if let Some(order) = &self.order {
             t += &format!("[identification]\norder = {order}\n");
         }
@@ -289,6 +303,7 @@ max_queries_per_day = "unlimited"
         let config = Config::from_toml(&self.toml()).expect("test config is valid");
         let server = Server::bind(config).await.expect("silo binds");
         let addr = server.local_addr();
+        let metrics_addr = server.metrics_addr();
         let ctx = server.context();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server.run(async {
@@ -296,6 +311,7 @@ max_queries_per_day = "unlimited"
         }));
         Silo {
             addr,
+            metrics_addr,
             ctx,
             _stop: stop,
         }
@@ -399,6 +415,8 @@ fn listening(port: u16) -> bool {
 /// A running silo; it stops accepting when dropped.
 pub struct Silo {
     pub addr: SocketAddr,
+    /// The metrics port, when the setup asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }

@@ -11,6 +11,7 @@ mod faults;
 mod isolation;
 mod limits;
 mod login;
+mod metrics;
 mod multiplex;
 mod pool;
 mod relay;
