@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# silo load benchmark: direct MariaDB vs HAProxy (mode tcp) vs silo, and
-# silo with its plan limits on vs off, in one run, on this machine, with
-# sysbench oltp_point_select.
+# silo load benchmark: direct MariaDB vs HAProxy (mode tcp) vs silo, silo
+# with its plan limits on vs off, and silo scraped for metrics vs not, in
+# one run, on this machine, with sysbench oltp_point_select.
 #
 #   cargo build --release && bash benches/run.sh
 #
-# It starts its own mariadbd (temp datadir), HAProxy and two silos (the
-# second, silo-nolimits, has every plan limit "unlimited"), all on
-# 127.0.0.1 and on free ports found from 23306 up; prepares one sysbench
-# table in the tenant database tenant_acme; then, for each (threads,
-# ps-mode), runs the same workload against direct, haproxy, silo and
-# silo-nolimits back to back (interleaved; the order rotates each round),
-# and prints QPS, p50/p99 latency, each proxy's own CPU time per query and
-# silo/silo-nolimits (what the limits cost). Then it runs the same
+# It starts its own mariadbd (temp datadir), HAProxy and three silos (the
+# second, silo-nolimits, has every plan limit "unlimited"; the third,
+# silo-scraped, is the first's twin whose /metrics a curl loop fetches every
+# BENCH_SCRAPE_INTERVAL seconds while it is measured), all on 127.0.0.1 and
+# on free ports found from 23306 up; every silo has its metrics port on, so
+# silo vs silo-scraped is what serving scrapes costs under load. It prepares
+# one sysbench table in the tenant database tenant_acme; then, for each
+# (threads, ps-mode), runs the same workload against direct, haproxy, silo,
+# silo-nolimits and silo-scraped back to back (interleaved; the order
+# rotates each round), and prints QPS, p50/p99 latency, each proxy's own CPU
+# time per query, silo/silo-nolimits (what the limits cost) and
+# silo-scraped/silo (what scraping costs). Then it runs the same
 # workload from BENCH_MANY_CLIENTS client connections, directly and through
 # a silo whose backend pool is capped at BENCH_MANY_POOL connections
 # (transaction pool mode), and counts the connections MariaDB actually holds
@@ -27,7 +31,9 @@
 #   BENCH_ROUNDS           rounds of the whole matrix; medians reported [3]
 #   BENCH_THREADS          client connection counts                     ["1 8 64"]
 #   BENCH_PS_MODES         sysbench --db-ps-mode values                 ["auto disable"]
-#   BENCH_TARGETS          subset of "direct haproxy silo silo-nolimits" [all four]
+#   BENCH_TARGETS          subset of "direct haproxy silo silo-nolimits silo-scraped"
+#                                                                       [all five]
+#   BENCH_SCRAPE_INTERVAL  seconds between silo-scraped's scrapes       [1]
 #   BENCH_TABLE_SIZE       rows in sbtest1                              [10000]
 #   BENCH_SILO_THREADS     silo's [runtime] threads (0 = one per core)  [0]
 #   BENCH_WARMUP_SECONDS   unrecorded warm-up per target at start       [3]
@@ -46,7 +52,7 @@
 #   BENCH_KEEP_TMP         1 = keep the temp dir (logs) after the run   [0]
 #   RUST_LOG               silo's log filter during the run             [warn]
 #
-# With the defaults a run takes about 16 minutes (3 rounds x 24 runs x 8 s,
+# With the defaults a run takes about 19 minutes (3 rounds x 30 runs x 8 s,
 # plus setup, the idle-connection test and 3 rounds x 4 many-clients runs).
 # Several short interleaved rounds rather than one long run each: on a small
 # VM the single-connection figures swing between runs (where the scheduler
@@ -56,6 +62,11 @@
 # Only the many-clients part:
 #
 #   BENCH_MATRIX=0 BENCH_IDLE_CONNS=0 bash benches/run.sh
+#
+# Only what scraping /metrics costs, short:
+#
+#   BENCH_MANY=0 BENCH_IDLE_CONNS=0 BENCH_SECONDS=6 BENCH_ROUNDS=2 \
+#     BENCH_TARGETS="silo silo-scraped" BENCH_THREADS=8 bash benches/run.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,7 +77,8 @@ BENCH_SECONDS=${BENCH_SECONDS:-8}
 BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_THREADS=${BENCH_THREADS:-"1 8 64"}
 BENCH_PS_MODES=${BENCH_PS_MODES:-"auto disable"}
-BENCH_TARGETS=${BENCH_TARGETS:-"direct haproxy silo silo-nolimits"}
+BENCH_TARGETS=${BENCH_TARGETS:-"direct haproxy silo silo-nolimits silo-scraped"}
+BENCH_SCRAPE_INTERVAL=${BENCH_SCRAPE_INTERVAL:-1}
 BENCH_TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
 BENCH_SILO_THREADS=${BENCH_SILO_THREADS:-0}
 BENCH_WARMUP_SECONDS=${BENCH_WARMUP_SECONDS:-3}
@@ -106,6 +118,7 @@ check_range BENCH_TABLE_SIZE "$BENCH_TABLE_SIZE" 100 10000000
 check_range BENCH_WARMUP_SECONDS "$BENCH_WARMUP_SECONDS" 0 120
 check_range BENCH_IDLE_CONNS "$BENCH_IDLE_CONNS" 0 50000
 check_range BENCH_HAPROXY_THREADS "$BENCH_HAPROXY_THREADS" 1 64
+check_range BENCH_SCRAPE_INTERVAL "$BENCH_SCRAPE_INTERVAL" 1 60
 check_range BENCH_MATRIX "$BENCH_MATRIX" 0 1
 check_range BENCH_MANY "$BENCH_MANY" 0 1
 check_range BENCH_MANY_CLIENTS "$BENCH_MANY_CLIENTS" 1 10000
@@ -123,7 +136,7 @@ for m in "${PS_MODES[@]}"; do
     case $m in auto | disable) ;; *) die "BENCH_PS_MODES: '$m' is not auto or disable" ;; esac
 done
 for t in "${TARGETS[@]}"; do
-    case $t in direct | haproxy | silo | silo-nolimits) ;; *) die "BENCH_TARGETS: '$t' is not direct, haproxy, silo or silo-nolimits" ;; esac
+    case $t in direct | haproxy | silo | silo-nolimits | silo-scraped) ;; *) die "BENCH_TARGETS: '$t' is not direct, haproxy, silo, silo-nolimits or silo-scraped" ;; esac
 done
 has_target() {
     local t
@@ -156,6 +169,10 @@ NEED_SILO_NL=0 # silo-nolimits: matrix only
 if has_target silo-nolimits && [ "$BENCH_MATRIX" = 1 ]; then
     NEED_SILO_NL=1
 fi
+NEED_SILO_SC=0 # silo-scraped: matrix only
+if has_target silo-scraped && [ "$BENCH_MATRIX" = 1 ]; then
+    NEED_SILO_SC=1
+fi
 
 # --- tools -------------------------------------------------------------------
 # need_tool COMMAND DEBIAN_PACKAGE : install it with apt-get when root,
@@ -176,7 +193,8 @@ need_tool python3 python3
 need_tool timeout coreutils
 need_tool getconf libc-bin
 if [ "$NEED_HAPROXY" = 1 ]; then need_tool haproxy haproxy; fi
-if { has_target silo || has_target silo-nolimits; } && [ ! -x "$SILO_BIN" ]; then
+if [ "$NEED_SILO_SC" = 1 ]; then need_tool curl curl; fi
+if { has_target silo || has_target silo-nolimits || has_target silo-scraped; } && [ ! -x "$SILO_BIN" ]; then
     die "silo binary not found at $SILO_BIN: build it first with
     cargo build --release
 (or point SILO_BIN at a build, or leave silo out: BENCH_TARGETS='direct haproxy')"
@@ -209,8 +227,10 @@ MDB_PID=
 HAP_PID=
 SILO_PID=
 SILO_NL_PID=
+SILO_SC_PID=
 SILO_MANY_PID=
 SAMPLER_PID=
+SCRAPER_PID=
 # shellcheck disable=SC2317 # invoked through trap
 cleanup() {
     local rc=$?
@@ -218,6 +238,8 @@ cleanup() {
     trap '' PIPE
     set +e
     stop_pid "$SAMPLER_PID" "connection sampler"
+    stop_pid "$SCRAPER_PID" "metrics scraper"
+    stop_pid "$SILO_SC_PID" silo-scraped
     stop_pid "$SILO_MANY_PID" silo
     stop_pid "$SILO_NL_PID" silo-nolimits
     stop_pid "$SILO_PID" silo
@@ -242,13 +264,16 @@ RUNS_TSV=$TMP/runs.tsv
 : >"$RUNS_TSV"
 MANY_TSV=$TMP/many.tsv
 : >"$MANY_TSV"
+# One line per scrape of silo-scraped: HTTP status, bytes, seconds.
+SCRAPES_LOG=$TMP/scrapes.log
+: >"$SCRAPES_LOG"
 NOTES=()
 
 # Run a private copy of silo: a rebuild during the run (the idle test
 # restarts silo) must not swap the binary under the benchmark.
 file_date() { date -u -r "$1" '+built %Y-%m-%d %H:%M UTC' 2>/dev/null || echo "not built"; }
 SILO_BUILT=$(file_date "$SILO_BIN")
-if has_target silo || has_target silo-nolimits; then
+if has_target silo || has_target silo-nolimits || has_target silo-scraped; then
     cp "$SILO_BIN" "$TMP/silo"
     SILO_SRC=$SILO_BIN
     SILO_BIN=$TMP/silo
@@ -259,6 +284,13 @@ HAP_PORT=$(pick_port $((DB_PORT + 1)))
 SILO_PORT=$(pick_port $((HAP_PORT + 1)))
 SILO_MANY_PORT=$(pick_port $((SILO_PORT + 1)))
 SILO_NL_PORT=$(pick_port $((SILO_MANY_PORT + 1)))
+SILO_SC_PORT=$(pick_port $((SILO_NL_PORT + 1)))
+# Metrics ports: every silo of the matrix serves /metrics; only
+# silo-scraped's is fetched.
+SILO_METRICS_PORT=$(pick_port $((SILO_SC_PORT + 1)))
+SILO_NL_METRICS_PORT=$(pick_port $((SILO_METRICS_PORT + 1)))
+SILO_SC_METRICS_PORT=$(pick_port $((SILO_NL_METRICS_PORT + 1)))
+SILO_MANY_METRICS_PORT=$(pick_port $((SILO_SC_METRICS_PORT + 1)))
 
 # How busy is the machine before we start? (CPU busy % over 2 s; anything
 # else running skews every figure.)
@@ -284,7 +316,7 @@ n_many=$((BENCH_ROUNDS * ${#PS_MODES[@]} * ${#MANY_TARGETS[@]}))
 matrix_plan="rounds=$BENCH_ROUNDS threads='${THREADS[*]}' ps='${PS_MODES[*]}' targets='${TARGETS[*]}'"
 [ "$BENCH_MATRIX" = 1 ] || matrix_plan="matrix skipped: BENCH_MATRIX=0"
 log "plan: $n_runs runs of ${BENCH_SECONDS}s ($matrix_plan), $n_many runs with $BENCH_MANY_CLIENTS clients (${MANY_TARGETS[*]:-none}; silo pool mode $BENCH_MANY_MODE, backend cap $BENCH_MANY_POOL), about $(((n_runs * (BENCH_SECONDS + 2) + n_many * (BENCH_SECONDS + 8) + 60) / 60)) min plus the idle test"
-log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT, silo-nolimits $SILO_NL_PORT"
+log "work dir $TMP; ports: mariadbd $DB_PORT, haproxy $HAP_PORT, silo $SILO_PORT, silo (many clients) $SILO_MANY_PORT, silo-nolimits $SILO_NL_PORT, silo-scraped $SILO_SC_PORT (metrics $SILO_SC_METRICS_PORT)"
 if [ "$BENCH_MANY" = 1 ] && [ "$BENCH_MANY_MODE" = session ] && [ "$BENCH_MANY_POOL" -lt "$BENCH_MANY_CLIENTS" ]; then
     log "warning: pool mode session holds a backend connection per client until it disconnects: with BENCH_MANY_POOL=$BENCH_MANY_POOL < $BENCH_MANY_CLIENTS clients, the first ones hold the pool and the others wait (the spread column shows it) or fail after lease_timeout_ms"
 fi
@@ -366,14 +398,17 @@ plan_limits() {
     fi
 }
 
-# write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS [LIMITS]
-# LIMITS: on (default) or off, see plan_limits.
+# write_silo_config FILE PORT POOL_MODE BACKEND_MAX MAX_CLIENTS LIMITS METRICS_PORT
+# LIMITS: on or off, see plan_limits. METRICS_PORT: the [metrics] listener.
 write_silo_config() {
-    local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5 limits=${6:-on}
+    local file=$1 port=$2 mode=$3 backend_max=$4 max_clients=$5 limits=$6 metrics_port=$7
     cat >"$file" <<EOF
 # generated by benches/run.sh
 [listen]
 mysql = "127.0.0.1:$port"
+
+[metrics]
+listen = "127.0.0.1:$metrics_port"
 
 [runtime]
 threads = $BENCH_SILO_THREADS
@@ -467,21 +502,50 @@ start_silo_nolimits() {
         "$TMP/silo-nolimits.log" SILO_NL_PID
 }
 
+# start_silo_scraped : the main silo's twin (limits on, metrics port on),
+# scraped while it is measured; matrix only, left out likewise on failure.
+start_silo_scraped() {
+    launch_silo silo-scraped "$TMP/silo-scraped.toml" "$SILO_SC_PORT" \
+        "$TMP/silo-scraped.log" SILO_SC_PID
+}
+
+# start_scraper SECONDS : fetches silo-scraped's /metrics every
+# BENCH_SCRAPE_INTERVAL s in the background, as Prometheus would, for
+# SECONDS + 30 s at most (stopped when the run ends); one line per scrape
+# in SCRAPES_LOG (HTTP status, bytes, seconds).
+start_scraper() {
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    timeout -k 2 $(($1 + 30)) bash -c '
+        while :; do
+            curl -s -o /dev/null --max-time 5 -w "%{http_code} %{size_download} %{time_total}\n" "$1" ||
+                echo "000 0 0"
+            sleep "$2"
+        done' scraper "http://127.0.0.1:$SILO_SC_METRICS_PORT/metrics" "$BENCH_SCRAPE_INTERVAL" \
+        >>"$SCRAPES_LOG" 2>/dev/null &
+    SCRAPER_PID=$!
+}
+
 if [ "$NEED_HAPROXY" = 1 ]; then start_haproxy; fi
 SILO_OK=0
 SILO_NL_OK=0
+SILO_SC_OK=0
 silo_backend_max=$((max_threads * 2))
 [ "$silo_backend_max" -ge 128 ] || silo_backend_max=128
 silo_max_clients=$((BENCH_IDLE_CONNS + max_threads * 2 + 100))
 if [ "$NEED_SILO" = 1 ]; then
     write_silo_config "$TMP/silo.toml" "$SILO_PORT" "$BENCH_MODE" "$silo_backend_max" \
-        "$silo_max_clients" on
+        "$silo_max_clients" on "$SILO_METRICS_PORT"
     if start_silo; then SILO_OK=1; else log "silo is left out of this run"; fi
 fi
 if [ "$NEED_SILO_NL" = 1 ]; then
     write_silo_config "$TMP/silo-nolimits.toml" "$SILO_NL_PORT" "$BENCH_MODE" "$silo_backend_max" \
-        "$silo_max_clients" off
+        "$silo_max_clients" off "$SILO_NL_METRICS_PORT"
     if start_silo_nolimits; then SILO_NL_OK=1; else log "silo-nolimits is left out of this run"; fi
+fi
+if [ "$NEED_SILO_SC" = 1 ]; then
+    write_silo_config "$TMP/silo-scraped.toml" "$SILO_SC_PORT" "$BENCH_MODE" "$silo_backend_max" \
+        "$silo_max_clients" on "$SILO_SC_METRICS_PORT"
+    if start_silo_scraped; then SILO_SC_OK=1; else log "silo-scraped is left out of this run"; fi
 fi
 
 # --- measurement -------------------------------------------------------------
@@ -500,6 +564,7 @@ target_pid() {
     haproxy) echo "$HAP_PID" ;;
     silo) echo "$SILO_PID" ;;
     silo-nolimits) echo "$SILO_NL_PID" ;;
+    silo-scraped) echo "$SILO_SC_PID" ;;
     silo-many) echo "$SILO_MANY_PID" ;;
     *) echo "" ;;
     esac
@@ -512,6 +577,7 @@ sb_conn() {
     haproxy) echo "--mysql-port=$HAP_PORT --mysql-user=$DB_USER --mysql-password=$DB_PASSWORD" ;;
     silo) echo "--mysql-port=$SILO_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     silo-nolimits) echo "--mysql-port=$SILO_NL_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
+    silo-scraped) echo "--mysql-port=$SILO_SC_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     silo-many) echo "--mysql-port=$SILO_MANY_PORT --mysql-user=$APP_USER.$SLUG --mysql-password=$APP_PASSWORD" ;;
     esac
 }
@@ -557,7 +623,12 @@ sb_measure() {
 run_one() {
     local round=$1 threads=$2 ps=$3 target=$4 secs=$5 record=${6:-record}
     local out="$TMP/runs/r$round-t$threads-$ps-$target.out"
+    if [ "$target" = silo-scraped ] && [ "$record" = record ]; then start_scraper "$secs"; fi
     sb_measure "$out" "$threads" "$ps" "$target" "$secs"
+    if [ -n "$SCRAPER_PID" ]; then
+        stop_pid "$SCRAPER_PID" "metrics scraper"
+        SCRAPER_PID=
+    fi
     [ "$record" = record ] || return "$SB_RC"
     local rc=$SB_RC dp=$SB_PROXY_TICKS dm=$SB_MDB_TICKS
     local queries qps p50 p99 sbp99 errors _rest
@@ -580,6 +651,7 @@ active_targets() {
     for t in "${TARGETS[@]}"; do
         if [ "$t" = silo ] && [ "$SILO_OK" != 1 ]; then continue; fi
         if [ "$t" = silo-nolimits ] && [ "$SILO_NL_OK" != 1 ]; then continue; fi
+        if [ "$t" = silo-scraped ] && [ "$SILO_SC_OK" != 1 ]; then continue; fi
         printf '%s\n' "$t"
     done
 }
@@ -612,6 +684,11 @@ if [ "$BENCH_MATRIX" = 1 ]; then
                         SILO_NL_OK=0
                         continue
                     fi
+                    if [ "$target" = silo-scraped ] && ! kill -0 "$SILO_SC_PID" 2>/dev/null; then
+                        [ "$SILO_SC_OK" = 1 ] && NOTES+=("silo-scraped exited during the throughput runs; its remaining runs were skipped (log tail: $(tail -n 3 "$TMP/silo-scraped.log" | tr '\n' ' ' | cut -c1-300))")
+                        SILO_SC_OK=0
+                        continue
+                    fi
                     run_one "$round" "$threads" "$ps" "$target" "$BENCH_SECONDS"
                 done
             done
@@ -622,6 +699,10 @@ if [ "$BENCH_MATRIX" = 1 ]; then
     if [ -n "$SILO_NL_PID" ]; then
         stop_pid "$SILO_NL_PID" silo-nolimits
         SILO_NL_PID=
+    fi
+    if [ -n "$SILO_SC_PID" ]; then
+        stop_pid "$SILO_SC_PID" silo-scraped
+        SILO_SC_PID=
     fi
 fi
 
@@ -753,7 +834,7 @@ if [ "$BENCH_MANY" = 1 ]; then
     fi
     if [[ " ${MANY_TARGETS[*]} " == *" silo "* ]]; then
         write_silo_config "$TMP/silo-many.toml" "$SILO_MANY_PORT" "$BENCH_MANY_MODE" \
-            "$BENCH_MANY_POOL" $((BENCH_MANY_CLIENTS + 100))
+            "$BENCH_MANY_POOL" $((BENCH_MANY_CLIENTS + 100)) on "$SILO_MANY_METRICS_PORT"
         if check_silo_config "many-clients silo (pool mode $BENCH_MANY_MODE)" "$TMP/silo-many.toml"; then
             MANY_SILO_OK=1
         else
@@ -822,6 +903,11 @@ REPORT=$TMP/report.txt
     echo "workload: sysbench oltp_point_select, 1 table x $BENCH_TABLE_SIZE rows, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), targets interleaved per (threads, ps-mode), order rotated each round"
     echo "haproxy: mode tcp, nbthread $BENCH_HAPROXY_THREADS; silo: pool mode $BENCH_MODE, clients log in as $APP_USER.$SLUG (username suffix); direct/haproxy log in as $DB_USER"
     echo "silo: every plan limit finite but never reached (checked on every statement); silo-nolimits: a second silo, same binary and config but every limit \"unlimited\", so silo/silo-nolimits is what the limits cost"
+    echo "metrics: every silo serves /metrics on its own port (recording is always on); silo-scraped: silo's twin whose /metrics curl fetched every ${BENCH_SCRAPE_INTERVAL}s during its measured runs, so silo-scraped/silo is what serving scrapes costs"
+    if [ -s "$SCRAPES_LOG" ]; then
+        awk '{ n++; if ($1 == "200") { ok++; bytes += $2; secs += $3 } }
+            END { printf "scrapes of silo-scraped: %d (%d answered 200), mean %.0f bytes, mean %.2f ms each\n", n, ok, ok ? bytes / ok : 0, ok ? secs / ok * 1000 : 0 }' "$SCRAPES_LOG"
+    fi
     echo "latency: p50/p99 from sysbench's --histogram (per query; point_select = 1 query per event), ms"
     echo "CPU: a process's utime+stime from /proc/PID/stat over the run (incl. connection setup) / queries in the run, in microseconds"
     if [ "$BENCH_MATRIX" = 1 ]; then
@@ -868,6 +954,13 @@ if [ "$NEED_SILO" = 1 ] && [ "$SILO_OK" != 1 ]; then
     status=1
 fi
 if [ "$NEED_SILO_NL" = 1 ] && [ "$SILO_NL_OK" != 1 ]; then
+    status=1
+fi
+if [ "$NEED_SILO_SC" = 1 ] && [ "$SILO_SC_OK" != 1 ]; then
+    status=1
+fi
+if [ -s "$SCRAPES_LOG" ] && awk '$1 != "200" { bad = 1 } END { exit !bad }' "$SCRAPES_LOG"; then
+    log "some scrapes of silo-scraped failed (see $SCRAPES_LOG)"
     status=1
 fi
 if awk -F'\t' '$5 != "0" { bad = 1 } END { exit !bad }' "$RUNS_TSV"; then

@@ -22,7 +22,11 @@ Standard library only.
       several rounds, each figure is the median over the rounds. When the
       run has silo-nolimits (silo with every plan limit "unlimited"), each
       table and a "Limits on vs off" block give silo/silo-nolimits of QPS
-      and of both CPU figures per query: what the limit checks cost.
+      and of both CPU figures per query: what the limit checks cost. When
+      it has silo-scraped (silo's twin whose /metrics is fetched every
+      BENCH_SCRAPE_INTERVAL s while it is measured), a "Metrics scraped vs
+      not" block gives silo-scraped/silo likewise: what serving scrapes
+      costs under load.
 
   sbreport.py many MANY_TSV CLK_TCK
       The many-clients tables (direct vs silo with one client count, see
@@ -39,7 +43,7 @@ RUN_COLUMNS = [
     "round", "threads", "ps", "target", "rc", "queries", "qps", "p50", "p99",
     "sb_p99", "errors", "proxy_ticks", "mdb_ticks",
 ]
-TARGETS = ["direct", "haproxy", "silo", "silo-nolimits"]
+TARGETS = ["direct", "haproxy", "silo", "silo-nolimits", "silo-scraped"]
 MANY_COLUMNS = RUN_COLUMNS + ["conns_before", "conns_max", "conns_median", "samples",
                               "max_ms", "spread"]
 MANY_TARGETS = ["direct", "silo"]
@@ -187,14 +191,45 @@ def qps_ratio(a, b):
     return ratio(a, b, "qps")
 
 
-def limits_cost(res):
-    """silo (limits on) vs silo-nolimits (off): (QPS ratio, proxy CPU ratio,
-    mariadbd CPU ratio, proxy CPU difference in us/q)."""
-    on, off = res.get("silo"), res.get("silo-nolimits")
+def pair_cost(res, on_target, off_target):
+    """on_target vs off_target: (QPS ratio, proxy CPU ratio, mariadbd CPU
+    ratio, proxy CPU difference in us/q)."""
+    on, off = res.get(on_target), res.get(off_target)
     diff = None
     if on and off and on.get("proxy_us") is not None and off.get("proxy_us") is not None:
         diff = on["proxy_us"] - off["proxy_us"]
     return (qps_ratio(on, off), ratio(on, off, "proxy_us"), ratio(on, off, "mdb_us"), diff)
+
+
+def limits_cost(res):
+    """silo (limits on) vs silo-nolimits (off)."""
+    return pair_cost(res, "silo", "silo-nolimits")
+
+
+def scrape_cost(res):
+    """silo-scraped (/metrics fetched every second) vs silo (not scraped)."""
+    return pair_cost(res, "silo-scraped", "silo")
+
+
+def pair_rows(lines, summary, on_target, off_target, cost):
+    """The rows of an on/off block: one per (threads, ps-mode)."""
+    lines.append(f"{'thr':>4} {'ps':<7} {'QPS on':>9} {'QPS off':>9} {'QPS on/off':>10} "
+                 f"{'silo us/q on/off':>17} {'on/off':>7} {'diff us':>8} "
+                 f"{'mariadbd us/q on/off':>21} {'on/off':>7} {'p99 ms on/off':>14}")
+    for threads, ps, res, *_ in summary:
+        def g(t, k):
+            r = res.get(t)
+            return None if not r or not r["ok"] else r[k]
+        lq, lp, lm, ld = cost(res)
+        on_off = (on_target, off_target)
+        cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in on_off)
+        mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in on_off)
+        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in on_off)
+        lines.append(
+            f"{threads:>4} {ps:<7} {fmt(g(on_target, 'qps'), '9.0f')} "
+            f"{fmt(g(off_target, 'qps'), '9.0f')} {fmt(lq, '10.3f')} "
+            f"{cpu:>17} {fmt(lp, '7.3f')} {fmt(ld, '+8.1f')} "
+            f"{mdb:>21} {fmt(lm, '7.3f')} {p99:>14}")
 
 
 def ps_order(ps):
@@ -220,6 +255,7 @@ def cmd_table(path, clk_tck):
     # Only runs with silo-nolimits get the limits comparison; a missing silo
     # then reads as "-".
     has_limits_pair = any(r["target"] == "silo-nolimits" for r in runs)
+    has_scrape_pair = any(r["target"] == "silo-scraped" for r in runs)
 
     lines = []
     summary = []
@@ -255,6 +291,10 @@ def cmd_table(path, clk_tck):
             lines.append(f"  limits on/off, silo/silo-nolimits: QPS = {fmt(lq, '.3f')}   "
                          f"silo CPU us/q = {fmt(lp, '.3f')} ({fmt(ld, '+.1f')} us)   "
                          f"mariadbd CPU us/q = {fmt(lm, '.3f')}")
+        if has_scrape_pair:
+            sq, sp, _sm, sdiff = scrape_cost(res)
+            lines.append(f"  scraped/not, silo-scraped/silo: QPS = {fmt(sq, '.3f')}   "
+                         f"silo CPU us/q = {fmt(sp, '.3f')} ({fmt(sdiff, '+.1f')} us)")
         summary.append((threads, ps, res, sd, sh, hd, lim))
 
     lines.append("")
@@ -284,23 +324,17 @@ def cmd_table(path, clk_tck):
                      "and config, every limit \"unlimited\"")
         lines.append("  on/off = silo/silo-nolimits of the medians (QPS below 1, CPU above 1: "
                      "what the limits cost); diff = silo's CPU us/q minus silo-nolimits'")
-        lines.append(f"{'thr':>4} {'ps':<7} {'QPS on':>9} {'QPS off':>9} {'QPS on/off':>10} "
-                     f"{'silo us/q on/off':>17} {'on/off':>7} {'diff us':>8} "
-                     f"{'mariadbd us/q on/off':>21} {'on/off':>7} {'p99 ms on/off':>14}")
-        for threads, ps, res, _sd, _sh, _hd, lim in summary:
-            def g(t, k):
-                r = res.get(t)
-                return None if not r or not r["ok"] else r[k]
-            lq, lp, lm, ld = lim
-            on_off = ("silo", "silo-nolimits")
-            cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in on_off)
-            mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in on_off)
-            p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in on_off)
-            lines.append(
-                f"{threads:>4} {ps:<7} {fmt(g('silo', 'qps'), '9.0f')} "
-                f"{fmt(g('silo-nolimits', 'qps'), '9.0f')} {fmt(lq, '10.3f')} "
-                f"{cpu:>17} {fmt(lp, '7.3f')} {fmt(ld, '+8.1f')} "
-                f"{mdb:>21} {fmt(lm, '7.3f')} {p99:>14}")
+        pair_rows(lines, summary, "silo", "silo-nolimits", limits_cost)
+
+    if has_scrape_pair:
+        lines.append("")
+        lines.append("Metrics scraped vs not (same run): on = silo-scraped, its /metrics fetched "
+                     "every BENCH_SCRAPE_INTERVAL s (1 by default) while measured; off = silo, same "
+                     "binary and config (metrics "
+                     "port on, never fetched)")
+        lines.append("  on/off = silo-scraped/silo of the medians (QPS below 1, CPU above 1: "
+                     "what serving scrapes costs); diff = silo-scraped's CPU us/q minus silo's")
+        pair_rows(lines, summary, "silo-scraped", "silo", scrape_cost)
     print("\n".join(lines))
     return 0
 

@@ -15,6 +15,7 @@
 //! - [`frontend`]: one client connection, from accept through login to quit.
 //! - [`admin`]: the operators' MySQL-protocol port (`SHOW TENANTS`, live
 //!   changes through the [`catalog`]).
+//! - [`metrics`]: Prometheus metrics and health endpoints over HTTP.
 //! - [`server`]: wiring; the only module that knows all the others.
 #![forbid(unsafe_code)]
 #![deny(clippy::print_stdout, clippy::await_holding_lock)]
@@ -25,6 +26,7 @@ pub mod catalog;
 pub mod config;
 pub mod frontend;
 pub mod limits;
+pub mod metrics;
 pub mod net;
 pub mod protocol;
 pub mod routing;

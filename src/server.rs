@@ -18,6 +18,7 @@ use crate::frontend::caching_sha2::{RsaKeys, Sha2Auth};
 use crate::frontend::registry::Registry;
 use crate::frontend::stream::read_packet_exact;
 use crate::frontend::{Context, listener, tls};
+use crate::metrics::Metrics;
 use crate::protocol::handshake;
 use crate::routing::{RouteTable, Router};
 
@@ -45,6 +46,7 @@ pub struct Server {
     listener: TcpListener,
     ctx: Arc<Context>,
     admin: Option<AdminPort>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// The running admin port: its address, and the handle whose drop stops it
@@ -92,6 +94,13 @@ impl Server {
             }
             None => None,
         };
+        let metrics_listener = match &config.metrics {
+            Some(m) => Some(bind_metrics(m.listen).map_err(|source| StartError::Bind {
+                addr: m.listen,
+                source,
+            })?),
+            None => None,
+        };
         let server_version = probe_version(&config.backends).await;
         let ctx = Arc::new(Context {
             router: Arc::new(Router::new(RouteTable::from_config(&config, 1))),
@@ -105,14 +114,25 @@ impl Server {
             statement_cache_size: config.pool.statement_cache_size,
             sha2: Sha2Auth::new(RsaKeys::from_config(&config.auth).map_err(StartError::Auth)?),
             catalog: Arc::new(catalog),
+            metrics: Arc::new(Metrics::from_config(config.metrics.as_ref())),
         });
         ctx.catalog.spawn_watchers(Arc::downgrade(&ctx));
         tokio::spawn(crate::frontend::enforce::watch_routes(Arc::downgrade(&ctx)));
         let admin = admin.map(|(listener, auth)| start_admin(listener, auth, &ctx));
+        let metrics_addr = match metrics_listener {
+            Some(listener) => {
+                let addr = listener.local_addr().ok();
+                info!(addr = ?addr, "metrics listening (/metrics, /healthz, /readyz)");
+                tokio::spawn(crate::metrics::http::serve(listener, Arc::downgrade(&ctx)));
+                addr
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             ctx,
             admin,
+            metrics_addr,
         })
     }
 
@@ -125,6 +145,11 @@ impl Server {
     /// Where the admin port listens, when `[admin]` is configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// The metrics port's address, when `[metrics]` is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The shared handles (route table, pools, sessions), for tests and
@@ -147,7 +172,9 @@ impl Server {
         let ctx = self.ctx.clone();
         // The admin port stops with the client listener.
         let _admin = self.admin;
+        ctx.metrics.set_accepting(true);
         listener::serve(self.listener, self.ctx, workers, shutdown).await;
+        ctx.metrics.set_accepting(false);
         ctx.catalog.finish(&ctx).await;
     }
 }
@@ -269,6 +296,13 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+/// The metrics port: a plain listener (scrapers are few).
+fn bind_metrics(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    std.set_nonblocking(true)?;
+    TcpListener::from_std(std)
 }
 
 /// The greeting version in the backend's style (`5.5.5-10.11.6-MariaDB-silo`):

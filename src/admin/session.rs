@@ -16,7 +16,7 @@ use super::parse;
 use super::resultset::write_ok;
 use super::{AdminAuth, MAX_COMMAND, Operator};
 use crate::frontend::Context;
-use crate::frontend::error::LoginError;
+use crate::frontend::error::{LoginError, LoginRefusal};
 use crate::frontend::listener::LOGIN_TIMEOUT;
 use crate::frontend::login::{MAX_LOGIN_PACKET, switch_to_native, wants_switch};
 use crate::frontend::stream::{ClientConn, ClientStream, PacketError};
@@ -138,6 +138,7 @@ async fn login(
         FirstResponse::Login(login) => login,
         FirstResponse::SslRequest { .. } => {
             return Err(LoginError::refused(
+                LoginRefusal::BadHandshake,
                 ServerError::bad_handshake(),
                 "SSLRequest but the admin port has no TLS",
             ));
@@ -157,6 +158,7 @@ async fn login(
     if !(user_matches && password_matches) {
         info!(user = %shown_user, peer = %peer, "admin login refused: wrong user or password");
         return Err(LoginError::refused(
+            LoginRefusal::BadPassword,
             ServerError::access_denied(&shown_user),
             "wrong admin user or password",
         ));

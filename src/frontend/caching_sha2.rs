@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, error, info};
 
 use super::Context;
-use super::error::LoginError;
+use super::error::{LoginError, LoginRefusal};
 use super::login::{self, Claim, MAX_LOGIN_PACKET, Who};
 use super::stream::{ClientConn, ClientStream};
 use crate::protocol::ServerError;
@@ -170,17 +170,21 @@ pub async fn authenticate(
     let (decrypted, password) = if matches!(client.stream, ClientStream::Tls(_)) {
         let Some(password) = sha2::cleartext_password(&reply) else {
             return Err(LoginError::refused(
+                LoginRefusal::BadHandshake,
                 ServerError::bad_handshake(),
                 "caching_sha2_password: clear-text password without its NUL",
-            ));
+            )
+            .of_tenant(&claim.tenant));
         };
         (subtle::Choice::from(1), password)
     } else {
         let Some(key) = ctx.sha2.rsa_key().await else {
             return Err(LoginError::refused(
+                LoginRefusal::TlsRequired,
                 ServerError::full_auth_needs_tls(),
                 "caching_sha2_password full authentication on plain TCP without an RSA key",
-            ));
+            )
+            .of_tenant(&claim.tenant));
         };
         // A client that already has the key (configured with it) sends the
         // encrypted password at once.
@@ -195,9 +199,11 @@ pub async fn authenticate(
             // never checked, so plain TCP never accepts a clear password.
             info!(user = %claim.shown_user, tenant = %claim.tenant.id, "login refused: clear-text password on plain TCP");
             return Err(LoginError::refused(
+                LoginRefusal::TlsRequired,
                 ServerError::password_sent_unencrypted(),
                 "caching_sha2_password: clear-text password on plain TCP",
-            ));
+            )
+            .of_tenant(&claim.tenant));
         }
         key.decrypt_password(nonce, &encrypted)
     };

@@ -12,6 +12,7 @@ use super::session_state::SessionState;
 use super::stream::PacketError;
 use crate::backend::connection::Profile;
 use crate::backend::{BackendConn, BackendError};
+use crate::metrics::LoginResult;
 use crate::protocol::ServerError;
 use crate::protocol::auth;
 use crate::protocol::command::Kill;
@@ -102,6 +103,9 @@ impl Session {
         match result {
             Ok((tenant, username, slot)) => {
                 self.end_lease();
+                self.flush_relayed();
+                self.series = self.ctx.metrics.tenant(&tenant);
+                self.series.logins.count(LoginResult::Ok);
                 info!(conn = self.handle.id, from = %self.tenant.id, to = %tenant.id, "COM_CHANGE_USER");
                 self.handle.set_tenant(Some(tenant.id.clone()));
                 self.handle.set_user(&username);
@@ -124,6 +128,7 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Err(e) => {
+                self.ctx.metrics.count_failed_login(&e);
                 info!(conn = self.handle.id, user = %sanitize(user.as_bytes()), error = %e, "COM_CHANGE_USER refused; closing");
                 if let Some(error) = e.to_server_error() {
                     self.client.send_error(seq, &error).await;

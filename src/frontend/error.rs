@@ -1,8 +1,28 @@
 //! Why a login failed, with the one place that turns it into what the client
 //! is told and what the log says.
 
+use std::sync::Arc;
+
+use crate::config::TenantStatus;
 use crate::frontend::stream::PacketError;
 use crate::protocol::{ProtocolError, ServerError};
+use crate::routing::TenantRoute;
+
+/// Why a login was refused, as operators count it (`silo_logins_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    UnknownTenant,
+    /// Wrong password or unknown user: the client is not told which.
+    BadPassword,
+    /// The tenant's status does not allow logins.
+    NotActive(TenantStatus),
+    /// A plan limit (`max_client_connections`).
+    Limit,
+    /// TLS (or an RSA key for caching_sha2_password) was needed.
+    TlsRequired,
+    /// The client broke the login conversation.
+    BadHandshake,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
@@ -14,6 +34,9 @@ pub enum LoginError {
     Refused {
         error: ServerError,
         reason: &'static str,
+        refusal: LoginRefusal,
+        /// The tenant the client was identified as, when it was.
+        tenant: Option<Arc<TenantRoute>>,
     },
     #[error("login timed out")]
     Timeout,
@@ -22,8 +45,21 @@ pub enum LoginError {
 }
 
 impl LoginError {
-    pub fn refused(error: ServerError, reason: &'static str) -> Self {
-        LoginError::Refused { error, reason }
+    pub fn refused(refusal: LoginRefusal, error: ServerError, reason: &'static str) -> Self {
+        LoginError::Refused {
+            error,
+            reason,
+            refusal,
+            tenant: None,
+        }
+    }
+
+    /// Names the tenant a refused client was identified as.
+    pub fn of_tenant(mut self, who: &Arc<TenantRoute>) -> Self {
+        if let LoginError::Refused { tenant, .. } = &mut self {
+            *tenant = Some(who.clone());
+        }
+        self
     }
 
     /// The ERR packet the client gets, if it can still be told anything.
@@ -55,7 +91,11 @@ mod tests {
                 .to_server_error()
                 .is_none()
         );
-        let refused = LoginError::refused(ServerError::access_denied("u"), "wrong password");
+        let refused = LoginError::refused(
+            LoginRefusal::BadPassword,
+            ServerError::access_denied("u"),
+            "wrong password",
+        );
         assert_eq!(refused.to_server_error().map(|e| e.code), Some(1045));
     }
 }

@@ -101,6 +101,7 @@ async fn handle_client(ctx: Arc<Context>, tcp: TcpStream) {
             debug!(conn = id, "session ended");
         }
         Err(e) => {
+            ctx.metrics.count_failed_login(&e);
             // Refusals were logged with their user and tenant by login.
             if matches!(e, super::error::LoginError::Refused { .. }) {
                 debug!(conn = id, error = %e, "login failed");

@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::Context;
 use super::caching_sha2;
-use super::error::LoginError;
+use super::error::{LoginError, LoginRefusal};
 use super::stream::{ClientConn, ClientStream, PacketError, read_packet_exact};
 use crate::backend::connection::Profile;
 use crate::config::TenantStatus;
@@ -52,7 +52,7 @@ pub struct LoggedIn {
 /// The limit is reached: ERR 1226 naming it.
 pub fn admit_client(
     ctx: &Context,
-    tenant: &TenantRoute,
+    tenant: &Arc<TenantRoute>,
     user: &str,
 ) -> Result<ClientSlot, LoginError> {
     let live = ctx.tenants.of(&tenant.id);
@@ -61,9 +61,11 @@ pub fn admit_client(
         let max = crate::limits::finite(limits.max_client_connections).unwrap_or_default();
         info!(user = %sanitize(user.as_bytes()), tenant = %tenant.id, limit = refusal.name(), max, "login refused: limit reached");
         LoginError::refused(
+            LoginRefusal::Limit,
             ServerError::limit_reached(tenant.slug(), &limits.plan, refusal.name(), max, ""),
             "max_client_connections",
         )
+        .of_tenant(tenant)
     })
 }
 
@@ -120,6 +122,7 @@ pub fn identify(ctx: &Context, who: &Who<'_>) -> Result<Claim, LoginError> {
         let candidate = unknown.candidate.as_deref().map(|c| sanitize(c.as_bytes()));
         info!(user = %shown_user, candidate = candidate.as_deref().unwrap_or("-"), "login refused: unknown tenant");
         LoginError::refused(
+            LoginRefusal::UnknownTenant,
             ServerError::unknown_tenant(&shown_user, candidate.as_deref()),
             "unknown tenant",
         )
@@ -143,17 +146,21 @@ pub fn decide(claim: &Claim, verified: bool) -> Result<(Arc<TenantRoute>, String
     if !verified {
         info!(user = %claim.shown_user, tenant = %tenant.id, "login refused: wrong password or unknown user");
         return Err(LoginError::refused(
+            LoginRefusal::BadPassword,
             ServerError::access_denied(&claim.shown_user),
             "wrong password or unknown user",
-        ));
+        )
+        .of_tenant(tenant));
     }
     // A paused tenant's clients may log in; their commands wait.
     if !matches!(tenant.status, TenantStatus::Active | TenantStatus::Paused) {
         info!(user = %claim.shown_user, tenant = %tenant.id, status = %tenant.status, "login refused: tenant not active");
         return Err(LoginError::refused(
+            LoginRefusal::NotActive(tenant.status),
             ServerError::tenant_not_active(tenant.slug(), &tenant.status.to_string()),
             "tenant not active",
-        ));
+        )
+        .of_tenant(tenant));
     }
     Ok((tenant.clone(), claim.username.clone()))
 }
@@ -217,6 +224,7 @@ pub async fn login(
         FirstResponse::SslRequest { .. } => {
             let Some(acceptor) = &ctx.tls else {
                 return Err(LoginError::refused(
+                    LoginRefusal::BadHandshake,
                     ServerError::bad_handshake(),
                     "SSLRequest but TLS is not configured",
                 ));
@@ -236,6 +244,7 @@ pub async fn login(
         FirstResponse::Login(login) => {
             if ctx.tls_required {
                 return Err(LoginError::refused(
+                    LoginRefusal::TlsRequired,
                     ServerError::tls_required(),
                     "plain-text login while TLS is required",
                 ));

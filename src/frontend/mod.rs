@@ -42,4 +42,6 @@ pub struct Context {
     pub sha2: caching_sha2::Sha2Auth,
     /// Where the route table comes from, and how operators change it.
     pub catalog: Arc<crate::catalog::Catalog>,
+    /// What sessions record for Prometheus (histograms, bytes, logins).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -34,6 +34,7 @@ use crate::backend::pins::{PinReason, Pins};
 use crate::backend::{BackendError, Lease};
 use crate::config::PoolMode;
 use crate::limits::{ClientSlot, LeaseSlot, TenantLive};
+use crate::metrics::{LoginResult, TenantSeries};
 use crate::protocol::auth;
 use crate::protocol::command::{
     self, COM_QUERY, COM_SET_OPTION, COM_STMT_CLOSE, COM_STMT_EXECUTE, COM_STMT_FETCH,
@@ -92,6 +93,13 @@ pub struct Session {
     pub(super) table_version: u64,
     /// The client reads session-state information in OK packets.
     pub(super) session_track: bool,
+    /// Where this session's command and lease-wait times, bytes and
+    /// logins are recorded; resolved once at login.
+    pub(super) series: Arc<TenantSeries>,
+    /// Bytes relayed since the last response ended, added to `series`
+    /// then (one atomic add per response, not per packet).
+    pub(super) relayed_from_client: u64,
+    pub(super) relayed_to_client: u64,
 }
 
 impl Session {
@@ -107,6 +115,8 @@ impl Session {
             .database
             .unwrap_or_else(|| login.tenant.identity.database.clone());
         let live = ctx.tenants.of(&login.tenant.id);
+        let series = ctx.metrics.tenant(&login.tenant);
+        series.logins.count(LoginResult::Ok);
         let table_version = ctx.router.load().version;
         Self {
             ctx,
@@ -130,6 +140,9 @@ impl Session {
             client_slot: login.client_slot,
             lease_slot: None,
             table_version,
+            series,
+            relayed_from_client: 0,
+            relayed_to_client: 0,
         }
         .with_plan_vars()
     }
@@ -157,6 +170,15 @@ impl Session {
             }
         }
         self.end_lease();
+        self.flush_relayed();
+    }
+
+    /// Adds the bytes relayed since the last call to the tenant's counters.
+    pub(super) fn flush_relayed(&mut self) {
+        self.series
+            .add_bytes(self.relayed_from_client, self.relayed_to_client);
+        self.relayed_from_client = 0;
+        self.relayed_to_client = 0;
     }
 
     /// Waits for a command's header and first byte, or a kill.
@@ -368,15 +390,20 @@ impl Session {
             return Err(ServerError::backend_unavailable(self.tenant.slug()));
         };
         let identity = self.tenant.identity.clone();
-        let slot = self.lease_gate().await?;
+        let asked = std::time::Instant::now();
+        let slot = self
+            .lease_gate()
+            .await
+            .inspect_err(|_| self.series.lease_wait.observe(asked.elapsed()))?;
         let key = WaitKey {
             tenant: self.tenant.id.0.clone(),
             weight: self.tenant.limits.weight,
         };
-        let mut lease = pool
+        let leased = pool
             .lease_for(&key, &identity, self.profile, self.ctx.lease_timeout)
-            .await
-            .map_err(|e| self.backend_error(&e))?;
+            .await;
+        self.series.lease_wait.observe(asked.elapsed());
+        let mut lease = leased.map_err(|e| self.backend_error(&e))?;
         pool.stats.pins.count_lease();
         self.live.pins.count_lease();
         let conn = lease.conn();
@@ -543,16 +570,17 @@ impl Session {
         self.lease_commands += 1;
         let Some(mut scanner) = ResponseScanner::for_command(kind, self.profile.deprecate_eof())
         else {
+            self.flush_relayed();
             self.settle();
             return Ok((Flow::Continue, None));
         };
         let mut notes = ResponseNotes::default();
         let started = std::time::Instant::now();
         let flow = self.relay_response(&mut scanner, &mut notes).await?;
-        self.live.query_time_us.fetch_add(
-            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.live.query_time_us.fetch_add(us, Ordering::Relaxed);
+        self.series.query_duration.observe_us(us);
+        self.flush_relayed();
         if flow == Flow::End {
             return Ok((flow, None));
         }
@@ -681,6 +709,7 @@ impl Session {
                     return Ok(Flow::End);
                 }
                 self.client.rbuf.advance(n);
+                self.relayed_from_client += n as u64;
                 written = true;
             }
             if done {
@@ -733,6 +762,7 @@ impl Session {
                     Err(_) => self.client.queue_raw(packet),
                 }
                 buf.advance(end);
+                self.relayed_to_client += end as u64;
                 if let Err(e) = self.client.flush().await {
                     self.drop_lease();
                     return Err(e.into());
@@ -758,6 +788,7 @@ impl Session {
                     return Err(e.into());
                 }
                 buf.advance(n);
+                self.relayed_to_client += n as u64;
                 forwarded = true;
             }
             match progress {

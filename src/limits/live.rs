@@ -349,7 +349,7 @@ impl Tenants {
         self.tenants.get(tenant).map(|l| l.clone())
     }
 
-    /// Every tenant's live state, e.g. to report usage.
+    /// Every tenant's live state (usage reports, metrics, operators).
     pub fn snapshot(&self) -> Vec<(TenantId, Arc<TenantLive>)> {
         self.tenants
             .iter()

@@ -63,6 +63,8 @@ pub struct Setup {
     max_lifetime_ms: u64,
     /// `[admin]` user and password, listening on a free port.
     admin: Option<(String, String)>,
+    /// `[metrics] max_tenant_labels`, on a free port; `None`: no metrics port.
+    metrics: Option<usize>,
 }
 
 impl Setup {
@@ -83,7 +85,16 @@ impl Setup {
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
             admin: None,
+            metrics: None,
         }
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on a free port
+    /// ([`Silo::metrics_addr`]), with at most `max_tenant_labels` tenants
+    /// labelled by name.
+    pub fn metrics(mut self, max_tenant_labels: usize) -> Self {
+        self.metrics = Some(max_tenant_labels);
+        self
     }
 
     /// Replaces backend `id` (e.g. to point it at a fault relay or to cap it).
@@ -253,6 +264,9 @@ impl Setup {
                 "[admin]\nlisten = \"127.0.0.1:0\"\nuser = \"{user}\"\npassword = \"{password}\"\n"
             );
         }
+        if let Some(max) = self.metrics {
+            t += &format!("[metrics]\nlisten = \"127.0.0.1:0\"\nmax_tenant_labels = {max}\n");
+        }
         if let Some(order) = &self.order {
             t += &format!("[identification]\norder = {order}\n");
         }
@@ -350,6 +364,7 @@ impl ConfigFile {
 pub fn serve(server: Server) -> Silo {
     let addr = server.local_addr();
     let admin_addr = server.admin_addr();
+    let metrics_addr = server.metrics_addr();
     let ctx = server.context();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server.run(async {
@@ -358,6 +373,7 @@ pub fn serve(server: Server) -> Silo {
     Silo {
         addr,
         admin_addr,
+        metrics_addr,
         ctx,
         _stop: stop,
     }
@@ -462,6 +478,8 @@ pub struct Silo {
     pub addr: SocketAddr,
     /// The admin port, when the setup turned it on.
     pub admin_addr: Option<SocketAddr>,
+    /// The metrics port, when the setup asked for one.
+    pub metrics_addr: Option<SocketAddr>,
     pub ctx: Arc<Context>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }

@@ -259,6 +259,7 @@ async fn without_an_rsa_key_plain_full_auth_is_refused_clearly() {
         statement_cache_size: silo.ctx.statement_cache_size,
         sha2: Sha2Auth::new(RsaKeys::Disabled),
         catalog: silo.ctx.catalog.clone(),
+        metrics: silo.ctx.metrics.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

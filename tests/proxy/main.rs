@@ -14,6 +14,7 @@ mod isolation;
 mod limits;
 mod live_change;
 mod login;
+mod metrics;
 mod multiplex;
 mod pool;
 mod relay;
