@@ -6,10 +6,22 @@ use super::CatalogError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    TenantPlan { tenant: String, plan: String },
-    TenantBackend { tenant: String, backend: u32 },
-    TenantStatus { tenant: String, status: TenantStatus },
-    BackendDraining { backend: u32, draining: bool },
+    TenantPlan {
+        tenant: String,
+        plan: String,
+    },
+    TenantBackend {
+        tenant: String,
+        backend: u32,
+    },
+    TenantStatus {
+        tenant: String,
+        status: TenantStatus,
+    },
+    BackendDraining {
+        backend: u32,
+        draining: bool,
+    },
 }
 
 impl Change {
@@ -60,7 +72,11 @@ impl Change {
             }
             Change::BackendDraining { backend, draining } => format!(
                 "backend {backend}: {}",
-                if *draining { "draining" } else { "back in rotation" }
+                if *draining {
+                    "draining"
+                } else {
+                    "back in rotation"
+                }
             ),
         }
     }
@@ -108,7 +124,12 @@ impl Change {
             }
         }
         config
-            .with_catalog(backends, config.plans.clone(), tenants, config.users.clone())
+            .with_catalog(
+                backends,
+                config.plans.clone(),
+                tenants,
+                config.users.clone(),
+            )
             .map_err(|e| CatalogError::Rejected(e.to_string().replace('\n', "; ")))
     }
 }

@@ -65,7 +65,8 @@ pub struct SourceHealth {
 
 impl SourceHealth {
     pub fn record_success(&self) {
-        self.last_success_unix_ms.store(now_unix_ms(), Ordering::Relaxed);
+        self.last_success_unix_ms
+            .store(now_unix_ms(), Ordering::Relaxed);
     }
 
     /// Seconds since the source was last read, 0 for a file.
