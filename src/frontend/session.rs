@@ -449,6 +449,16 @@ impl Session {
                 );
                 ServerError::backend_draining(slug)
             }
+            // The transition was logged once by the health checker.
+            BackendError::Down(backend) => {
+                debug!(
+                    conn = self.handle.id,
+                    tenant = slug,
+                    backend,
+                    "backend down: lease refused"
+                );
+                ServerError::backend_down(slug)
+            }
             BackendError::LeaseTimeout { waited_ms } => {
                 info!(
                     conn = self.handle.id,

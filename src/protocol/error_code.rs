@@ -205,6 +205,23 @@ impl ServerError {
         )
     }
 
+    /// The tenant's backend is marked down by the health checks: refused
+    /// at once rather than after a connect timeout. The code is the one a
+    /// failed connect gets ([`ServerError::backend_unavailable`]), so an
+    /// application sees one code for "database server unreachable", which
+    /// drivers treat as a connection failure, safe to retry (the statement
+    /// never reached a server). ER_CONNECT_TO_FOREIGN_DATA_SOURCE (1429)
+    /// was set aside: it belongs to FEDERATED/CONNECT tables and reads so.
+    pub fn backend_down(slug: &str) -> Self {
+        Self::new(
+            2003,
+            b"HY000",
+            format!(
+                "Can't connect to the database server of tenant '{slug}': it is not answering health checks; try again shortly"
+            ),
+        )
+    }
+
     pub fn backend_unavailable(slug: &str) -> Self {
         Self::new(
             2003,

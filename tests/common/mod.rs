@@ -61,6 +61,8 @@ pub struct Setup {
     mode: &'static str,
     idle_timeout_ms: u64,
     max_lifetime_ms: u64,
+    /// `[health]` (interval_ms, timeout_ms, down_after); silo's defaults without.
+    health: Option<(u64, u64, u32)>,
 }
 
 impl Setup {
@@ -80,7 +82,15 @@ impl Setup {
             mode: "transaction",
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
+            health: None,
         }
+    }
+
+    /// `[health]`: check every `interval_ms`, a check failing after
+    /// `timeout_ms`, down after `down_after` failures in a row.
+    pub fn health(mut self, interval_ms: u64, timeout_ms: u64, down_after: u32) -> Self {
+        self.health = Some((interval_ms, timeout_ms, down_after));
+        self
     }
 
     /// Replaces backend `id` (e.g. to point it at a fault relay or to cap it).
@@ -234,6 +244,11 @@ impl Setup {
                 "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
                 cert.display(),
                 key.display()
+            );
+        }
+        if let Some((interval, timeout, down_after)) = self.health {
+            t += &format!(
+                "[health]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\ndown_after = {down_after}\n"
             );
         }
         for (id, addr, max) in &self.backends {

@@ -8,6 +8,7 @@ mod common;
 mod caching_sha2;
 mod commands;
 mod faults;
+mod health;
 mod isolation;
 mod limits;
 mod login;
