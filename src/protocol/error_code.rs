@@ -194,6 +194,17 @@ impl ServerError {
         )
     }
 
+    /// Silo is shutting down: sent to a session closed while idle
+    /// (ER_SERVER_SHUTDOWN; 08S01, a connection failure, makes drivers
+    /// reconnect, to another silo behind the load balancer).
+    pub fn server_shutdown() -> Self {
+        Self::new(
+            1053,
+            b"08S01",
+            "Server shutdown in progress: silo is stopping; reconnect",
+        )
+    }
+
     /// The tenant stayed paused for the whole queue timeout.
     pub fn tenant_paused(slug: &str, waited_ms: u64) -> Self {
         Self::new(

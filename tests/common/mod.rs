@@ -63,6 +63,8 @@ pub struct Setup {
     max_lifetime_ms: u64,
     /// `[health]` (interval_ms, timeout_ms, down_after); silo's defaults without.
     health: Option<(u64, u64, u32)>,
+    /// `[shutdown] deadline_ms`; silo's default without.
+    shutdown_deadline_ms: Option<u64>,
 }
 
 impl Setup {
@@ -83,6 +85,7 @@ impl Setup {
             idle_timeout_ms: 60_000,
             max_lifetime_ms: 3_600_000,
             health: None,
+            shutdown_deadline_ms: None,
         }
     }
 
@@ -90,6 +93,12 @@ impl Setup {
     /// `timeout_ms`, down after `down_after` failures in a row.
     pub fn health(mut self, interval_ms: u64, timeout_ms: u64, down_after: u32) -> Self {
         self.health = Some((interval_ms, timeout_ms, down_after));
+        self
+    }
+
+    /// `[shutdown] deadline_ms`.
+    pub fn shutdown_deadline_ms(mut self, ms: u64) -> Self {
+        self.shutdown_deadline_ms = Some(ms);
         self
     }
 
@@ -251,6 +260,9 @@ impl Setup {
                 "[health]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\ndown_after = {down_after}\n"
             );
         }
+        if let Some(deadline) = self.shutdown_deadline_ms {
+            t += &format!("[shutdown]\ndeadline_ms = {deadline}\n");
+        }
         for (id, addr, max) in &self.backends {
             t += &format!(
                 "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = {}\ndraining = {}\n",
@@ -336,6 +348,40 @@ impl SiloProcess {
     pub async fn stop_and_read_logs(mut self) -> String {
         use tokio::io::AsyncReadExt;
         self.child.start_kill().expect("silo stops");
+        let mut stderr = self.child.stderr.take().expect("spawned with a log level");
+        let mut logs = String::new();
+        bounded("silo's logs", stderr.read_to_string(&mut logs))
+            .await
+            .expect("logs read");
+        logs
+    }
+
+    /// Sends SIGTERM, as a service manager stopping silo would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("silo still running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Whether the process's MySQL listener is open.
+    pub fn is_listening(&self) -> bool {
+        listening(self.addr.port())
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("silo's exit status"),
+            Err(_) => panic!("silo did not exit within {within:?}"),
+        }
+    }
+
+    /// What an exited process logged (spawned with a log level).
+    pub async fn read_logs(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
         let mut stderr = self.child.stderr.take().expect("spawned with a log level");
         let mut logs = String::new();
         bounded("silo's logs", stderr.read_to_string(&mut logs))

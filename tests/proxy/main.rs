@@ -16,3 +16,4 @@ mod multiplex;
 mod pool;
 mod relay;
 mod secrets;
+mod shutdown;
