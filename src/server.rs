@@ -47,6 +47,8 @@ pub struct Server {
     ctx: Arc<Context>,
     admin: Option<AdminPort>,
     metrics_addr: Option<SocketAddr>,
+    /// How long sessions get to finish after the listener closes.
+    shutdown_deadline: Duration,
 }
 
 /// The running admin port: its address, and the handle whose drop stops it
@@ -133,6 +135,7 @@ impl Server {
             ctx,
             admin,
             metrics_addr,
+            shutdown_deadline: config.shutdown.deadline(),
         })
     }
 
@@ -158,7 +161,9 @@ impl Server {
         self.ctx.clone()
     }
 
-    /// Serves clients on the current runtime until `shutdown` resolves.
+    /// Serves clients on the current runtime until `shutdown` resolves,
+    /// then shuts down gracefully (see [`drain`]); returns once every
+    /// session has ended.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         self.run_with_workers(Vec::new(), shutdown).await;
     }
@@ -169,13 +174,69 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         info!(addr = %self.local_addr(), version = %self.ctx.server_version, threads = workers.len() + 1, "silo listening");
-        let ctx = self.ctx.clone();
+        let Server {
+            listener,
+            ctx,
+            admin,
+            metrics_addr: _,
+            shutdown_deadline,
+        } = self;
         // The admin port stops with the client listener.
-        let _admin = self.admin;
+        let _admin = admin;
         ctx.metrics.set_accepting(true);
-        listener::serve(self.listener, self.ctx, workers, shutdown).await;
+        listener::serve(listener, ctx.clone(), workers, shutdown).await;
         ctx.metrics.set_accepting(false);
+        drain(&ctx, shutdown_deadline).await;
         ctx.catalog.finish(&ctx).await;
+    }
+}
+
+/// How often the shutdown looks whether the sessions are gone.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+/// Sessions closed at the deadline are gone once their tasks are dropped,
+/// which takes one turn of their thread's event loop.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The graceful part of a shutdown, once the listener is closed: each
+/// session ends as soon as it waits for a command holding no backend state
+/// (in-flight statements finish, open transactions can still commit); at
+/// `deadline` the sessions left are closed.
+async fn drain(ctx: &Context, deadline: Duration) {
+    let open = ctx.registry.len();
+    info!(
+        sessions = open,
+        deadline_ms = deadline.as_millis() as u64,
+        "shutting down: listener closed, letting sessions finish"
+    );
+    ctx.registry.begin_shutdown();
+    let until = tokio::time::Instant::now() + deadline;
+    if !sessions_gone(ctx, until).await {
+        let closed = ctx.registry.close_all();
+        warn!(
+            sessions = closed,
+            "shutdown deadline reached: closing the sessions still open"
+        );
+        if !sessions_gone(ctx, tokio::time::Instant::now() + CLOSE_GRACE).await {
+            warn!(
+                sessions = ctx.registry.len(),
+                "sessions did not end after being closed"
+            );
+        }
+    }
+    info!("all client sessions ended");
+}
+
+/// Waits until no session is registered, or `until`; returns whether none is.
+async fn sessions_gone(ctx: &Context, until: tokio::time::Instant) -> bool {
+    // Bounded by `until`.
+    loop {
+        if ctx.registry.is_empty() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(DRAIN_POLL).await;
     }
 }
 
@@ -235,8 +296,12 @@ pub fn run_threaded(
             workers.push(tx);
             joins.push(join);
         }
-        server.run_with_workers(workers, shutdown).await;
-        // Dropping the hand-off channels ends the workers' loops.
+        // The workers' runtimes live on (their sessions with them) until
+        // the shutdown is over: the acceptor holds clones of the channels.
+        server.run_with_workers(workers.clone(), shutdown).await;
+        // Every session has ended: dropping the hand-off channels ends the
+        // workers' loops, and with them their runtimes.
+        drop(workers);
         for join in joins {
             let _ = join.join();
         }

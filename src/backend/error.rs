@@ -34,6 +34,9 @@ pub enum BackendError {
     UnknownBackend(u32),
     #[error("backend {0} is draining")]
     Draining(u32),
+    /// Marked down by the health checker: refused without trying to connect.
+    #[error("backend {0} is down (not answering health checks)")]
+    Down(u32),
 }
 
 impl BackendError {

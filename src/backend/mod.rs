@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod error;
 pub mod fair;
+mod health;
 pub mod pins;
 pub mod pool;
 pub mod session_vars;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::connection::{Identity, Profile};
 use super::fair::{FairQueue, WaitKey};
@@ -78,6 +78,8 @@ pub struct Pool {
     draining: AtomicBool,
     /// Last verdict of the health checker; a pool starts healthy.
     healthy: AtomicBool,
+    /// Asks the health checker for a check now.
+    health_kick: Arc<Notify>,
     pub stats: PoolStats,
 }
 
@@ -100,10 +102,16 @@ impl Pool {
             }),
             draining: AtomicBool::new(false),
             healthy: AtomicBool::new(true),
+            health_kick: Arc::new(Notify::new()),
             stats: PoolStats::default(),
         });
         pool.set_draining(pool.backend.draining);
         spawn_reaper(Arc::downgrade(&pool));
+        super::health::spawn(
+            Arc::downgrade(&pool),
+            pool.health_kick.clone(),
+            config.health.clone(),
+        );
         pool
     }
 
@@ -120,8 +128,15 @@ impl Pool {
     }
 
     /// Records the health checker's verdict; returns the previous one.
+    /// Marked down, the backend is out of rotation as when draining, but
+    /// leases fail with [`BackendError::Down`]: idle connections are closed
+    /// now (the server is gone or about to be), waiting leases refused.
     pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::AcqRel)
+        let was = self.healthy.swap(healthy, Ordering::AcqRel);
+        if was && !healthy {
+            self.evict();
+        }
+        was
     }
 
     /// Takes the backend out of rotation (or back in): no new leases, idle
@@ -131,6 +146,11 @@ impl Pool {
         if self.draining.swap(on, Ordering::AcqRel) == on || !on {
             return;
         }
+        self.evict();
+    }
+
+    /// Out of rotation: what waits is refused and idle connections closed.
+    fn evict(&self) {
         let idle: Vec<BackendConn> = {
             let mut state = self.lock();
             // Dropping the senders tells the waiters.
@@ -153,6 +173,17 @@ impl Pool {
             opened: s.opened.load(Ordering::Relaxed),
             closed: s.closed.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Why no lease can be had now, if the backend is out of rotation.
+    fn out_of_rotation(&self) -> Option<BackendError> {
+        if self.is_draining() {
+            Some(BackendError::Draining(self.backend.id))
+        } else if !self.is_healthy() {
+            Some(BackendError::Down(self.backend.id))
+        } else {
+            None
         }
     }
 
@@ -184,7 +215,8 @@ impl Pool {
     ///
     /// # Errors
     /// [`BackendError::LeaseTimeout`] when the pool stays full for `timeout`;
-    /// connect and login failures otherwise.
+    /// [`BackendError::Draining`] or [`BackendError::Down`] at once when the
+    /// backend is out of rotation; connect and login failures otherwise.
     ///
     /// # Cancel safety
     /// Cancel-safe: a connection being opened or re-authenticated when the
@@ -200,8 +232,8 @@ impl Pool {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.is_draining() {
-                return Err(BackendError::Draining(self.backend.id));
+            if let Some(refused) = self.out_of_rotation() {
+                return Err(refused);
             }
             let grant = match self.take_or_wait(key, identity, profile) {
                 Ok(grant) => grant,
@@ -216,10 +248,15 @@ impl Pool {
                     match tokio::time::timeout_at(deadline, waiter.wait()).await {
                         Ok(Some(Handoff::Conn(conn))) => Grant::Other(conn),
                         Ok(Some(Handoff::Slot)) => Grant::NewSlot,
-                        Ok(None) if self.is_draining() => {
-                            return Err(BackendError::Draining(self.backend.id));
+                        Ok(None) => {
+                            // The queue was emptied: out of rotation.
+                            return Err(self.out_of_rotation().unwrap_or(
+                                BackendError::LeaseTimeout {
+                                    waited_ms: started.elapsed().as_millis() as u64,
+                                },
+                            ));
                         }
-                        Ok(None) | Err(_) => {
+                        Err(_) => {
                             return Err(BackendError::LeaseTimeout {
                                 waited_ms: started.elapsed().as_millis() as u64,
                             });
@@ -252,6 +289,10 @@ impl Pool {
                         }
                         Err(e) => {
                             self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                            if e.is_disconnect() {
+                                // First-hand news for the health checker.
+                                self.health_kick.notify_one();
+                            }
                             return Err(e);
                         }
                     }
@@ -346,7 +387,7 @@ impl Pool {
             self.close(conn);
             return;
         }
-        if self.is_draining() {
+        if self.is_draining() || !self.is_healthy() {
             self.close(conn);
             return;
         }

@@ -9,6 +9,7 @@ use tracing::{debug, info, warn};
 
 use super::Context;
 use super::login;
+use super::registry::Registered;
 use super::session::Session;
 use super::stream::{ClientConn, ClientStream};
 
@@ -20,7 +21,8 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// single-threaded runtime.
 pub type Handoff = tokio::sync::mpsc::UnboundedSender<std::net::TcpStream>;
 
-/// Accepts clients until `shutdown` resolves. With `workers` empty every
+/// Accepts clients until `shutdown` resolves, then closes the listening
+/// socket (new connections are refused). With `workers` empty every
 /// session runs on the current runtime; otherwise sessions are spread over
 /// this runtime and the workers in turn.
 pub async fn serve(
@@ -49,7 +51,7 @@ pub async fn serve(
                         },
                     };
                     if let Some(tcp) = local {
-                        tokio::spawn(handle_client(ctx.clone(), tcp));
+                        spawn_client(&ctx, tcp);
                     }
                 }
                 Err(e) => {
@@ -70,17 +72,23 @@ pub async fn work(
 ) {
     while let Some(std) = clients.recv().await {
         match TcpStream::from_std(std) {
-            Ok(tcp) => {
-                tokio::spawn(handle_client(ctx.clone(), tcp));
-            }
+            Ok(tcp) => spawn_client(&ctx, tcp),
             Err(e) => warn!(error = %e, "cannot adopt a client socket"),
         }
     }
 }
 
-async fn handle_client(ctx: Arc<Context>, tcp: TcpStream) {
-    let _ = tcp.set_nodelay(true);
+/// Registers the client and runs it in a task of its own, which the
+/// registry can end at the shutdown deadline.
+fn spawn_client(ctx: &Arc<Context>, tcp: TcpStream) {
     let registered = ctx.registry.register();
+    let handle = registered.handle.clone();
+    let task = tokio::spawn(handle_client(ctx.clone(), tcp, registered));
+    handle.set_task(task.abort_handle());
+}
+
+async fn handle_client(ctx: Arc<Context>, tcp: TcpStream, registered: Registered) {
+    let _ = tcp.set_nodelay(true);
     let id = registered.handle.id;
     let mut client = ClientConn::new(ClientStream::Plain(tcp));
     let mut seq = 1u8;

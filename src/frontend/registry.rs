@@ -1,11 +1,12 @@
 //! Live client sessions by silo connection id: the id clients see in the
-//! handshake and use with `KILL [QUERY] <id>`.
+//! handshake and use with `KILL [QUERY] <id>`; and the shutdown of them all.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::routing::TenantId;
 
@@ -27,7 +28,10 @@ pub struct SessionHandle {
     /// `transaction` mode, so two atomic stores rather than a lock.
     backend: AtomicU64,
     killed: AtomicBool,
+    /// Wakes a session waiting for a command: a kill, or a shutdown.
     kill_signal: Notify,
+    /// The session's task, ended at once when the shutdown deadline passes.
+    task: OnceLock<AbortHandle>,
 }
 
 impl SessionHandle {
@@ -77,15 +81,22 @@ impl SessionHandle {
         self.killed.load(Ordering::SeqCst)
     }
 
-    /// Resolves once [`SessionHandle::kill`] was called (even before this call).
+    /// Resolves once [`SessionHandle::kill`] was called (even before this
+    /// call), or when a shutdown asks the session to look whether it may
+    /// end: the caller checks which.
     ///
     /// # Cancel safety
     /// Cancel-safe: the signal is kept until a call observes it.
-    pub async fn killed(&self) {
+    pub async fn interrupted(&self) {
         if self.is_killed() {
             return;
         }
         self.kill_signal.notified().await;
+    }
+
+    /// Records the task serving this session, for [`Registry::close_all`].
+    pub fn set_task(&self, task: AbortHandle) {
+        let _ = self.task.set(task);
     }
 }
 
@@ -93,6 +104,8 @@ impl SessionHandle {
 pub struct Registry {
     sessions: DashMap<u32, Arc<SessionHandle>>,
     next_id: AtomicU32,
+    /// Silo is shutting down: sessions end once idle with no backend state.
+    closing: AtomicBool,
 }
 
 impl Registry {
@@ -116,6 +129,7 @@ impl Registry {
                 backend: AtomicU64::new(0),
                 killed: AtomicBool::new(false),
                 kill_signal: Notify::new(),
+                task: OnceLock::new(),
             });
             self.sessions.insert(id, handle.clone());
             return Registered {
@@ -135,6 +149,35 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
+    }
+
+    /// Whether a graceful shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// Begins a graceful shutdown: each session ends as soon as it waits
+    /// for a command holding no backend state; idle ones are woken to end now.
+    pub fn begin_shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        for handle in self.sessions() {
+            handle.kill_signal.notify_one();
+        }
+    }
+
+    /// Ends every session still open at once, whatever it is doing: its
+    /// task is dropped, which closes the client's socket and its backend
+    /// connection (the server rolls back an open transaction). Returns how
+    /// many were closed.
+    pub fn close_all(&self) -> usize {
+        let mut closed = 0;
+        for handle in self.sessions() {
+            if let Some(task) = handle.task.get() {
+                task.abort();
+                closed += 1;
+            }
+        }
+        closed
     }
 }
 
@@ -171,8 +214,29 @@ mod tests {
         let registry = Arc::new(Registry::default());
         let s = registry.register();
         s.handle.kill();
-        tokio::time::timeout(std::time::Duration::from_secs(1), s.handle.killed())
+        tokio::time::timeout(std::time::Duration::from_secs(1), s.handle.interrupted())
             .await
             .expect("kill observed");
+    }
+
+    #[tokio::test]
+    async fn shutdown_wakes_sessions_and_close_all_ends_their_tasks() {
+        let registry = Arc::new(Registry::default());
+        let s = registry.register();
+        let handle = s.handle.clone();
+        let task = tokio::spawn(async move {
+            let _registered = s;
+            std::future::pending::<()>().await;
+        });
+        handle.set_task(task.abort_handle());
+        registry.begin_shutdown();
+        assert!(registry.is_closing());
+        assert!(!handle.is_killed());
+        tokio::time::timeout(std::time::Duration::from_secs(1), handle.interrupted())
+            .await
+            .expect("woken by the shutdown");
+        assert_eq!(registry.close_all(), 1);
+        assert!(task.await.expect_err("aborted").is_cancelled());
+        assert!(registry.is_empty());
     }
 }

@@ -181,7 +181,9 @@ impl Session {
         self.relayed_to_client = 0;
     }
 
-    /// Waits for a command's header and first byte, or a kill.
+    /// Waits for a command's header and first byte; `None` when the
+    /// session must end first: killed, or silo is shutting down and the
+    /// session holds nothing on a backend.
     async fn read_head(&mut self) -> Result<Option<(usize, u8, u8)>, PacketError> {
         loop {
             if let Some((len, seq)) = packet::header(&self.client.rbuf) {
@@ -192,24 +194,43 @@ impl Session {
                     return Err(ProtocolError::EmptyCommand.into());
                 }
             }
+            if self.handle.is_killed() || self.may_close_for_shutdown() {
+                return Ok(None);
+            }
             tokio::select! {
                 biased;
-                () = self.handle.killed() => return Ok(None),
+                () = self.handle.interrupted() => {}
                 filled = self.client.fill() => filled?,
             }
         }
+    }
+
+    /// During a shutdown, a session waiting for a command may end unless it
+    /// holds state on its backend connection (a transaction, locks, ...):
+    /// such a client can still finish, e.g. COMMIT, until the deadline.
+    fn may_close_for_shutdown(&self) -> bool {
+        self.ctx.registry.is_closing() && self.state.pins().is_empty()
     }
 
     async fn next_command(&mut self) -> Result<Flow, PacketError> {
         let head = match self.read_head().await {
             Ok(Some(head)) => head,
             Ok(None) => {
-                // Killed while idle: the ERR is read as the answer to the
-                // client's next command, then the connection closes.
-                let error = self
-                    .refresh_route()
-                    .err()
-                    .unwrap_or_else(ServerError::connection_killed);
+                // Killed or shut down while idle: the ERR is read as the
+                // answer to the client's next command, then the connection
+                // closes. A bare close would only say "gone away"; the ERR
+                // says why.
+                let error = if self.handle.is_killed() {
+                    self.refresh_route()
+                        .err()
+                        .unwrap_or_else(ServerError::connection_killed)
+                } else {
+                    debug!(
+                        conn = self.handle.id,
+                        "silo is shutting down: closing the idle session"
+                    );
+                    ServerError::server_shutdown()
+                };
                 self.client.send_error(1, &error).await;
                 return Ok(Flow::End);
             }
@@ -476,6 +497,16 @@ impl Session {
                     "backend draining: lease refused"
                 );
                 ServerError::backend_draining(slug)
+            }
+            // The transition was logged once by the health checker.
+            BackendError::Down(backend) => {
+                debug!(
+                    conn = self.handle.id,
+                    tenant = slug,
+                    backend,
+                    "backend down: lease refused"
+                );
+                ServerError::backend_down(slug)
             }
             BackendError::LeaseTimeout { waited_ms } => {
                 info!(

@@ -194,6 +194,17 @@ impl ServerError {
         )
     }
 
+    /// Silo is shutting down: sent to a session closed while idle
+    /// (ER_SERVER_SHUTDOWN; 08S01, a connection failure, makes drivers
+    /// reconnect, to another silo behind the load balancer).
+    pub fn server_shutdown() -> Self {
+        Self::new(
+            1053,
+            b"08S01",
+            "Server shutdown in progress: silo is stopping; reconnect",
+        )
+    }
+
     /// The tenant stayed paused for the whole queue timeout.
     pub fn tenant_paused(slug: &str, waited_ms: u64) -> Self {
         Self::new(
@@ -201,6 +212,23 @@ impl ServerError {
             b"08004",
             format!(
                 "Tenant '{slug}' is paused for maintenance; the statement waited {waited_ms} ms and was not run"
+            ),
+        )
+    }
+
+    /// The tenant's backend is marked down by the health checks: refused
+    /// at once rather than after a connect timeout. The code is the one a
+    /// failed connect gets ([`ServerError::backend_unavailable`]), so an
+    /// application sees one code for "database server unreachable", which
+    /// drivers treat as a connection failure, safe to retry (the statement
+    /// never reached a server). ER_CONNECT_TO_FOREIGN_DATA_SOURCE (1429)
+    /// was set aside: it belongs to FEDERATED/CONNECT tables and reads so.
+    pub fn backend_down(slug: &str) -> Self {
+        Self::new(
+            2003,
+            b"HY000",
+            format!(
+                "Can't connect to the database server of tenant '{slug}': it is not answering health checks; try again shortly"
             ),
         )
     }

@@ -65,6 +65,10 @@ pub struct Setup {
     admin: Option<(String, String)>,
     /// `[metrics] max_tenant_labels`, on a free port; `None`: no metrics port.
     metrics: Option<usize>,
+    /// `[health]` (interval_ms, timeout_ms, down_after); silo's defaults without.
+    health: Option<(u64, u64, u32)>,
+    /// `[shutdown] deadline_ms`; silo's default without.
+    shutdown_deadline_ms: Option<u64>,
 }
 
 impl Setup {
@@ -86,6 +90,8 @@ impl Setup {
             max_lifetime_ms: 3_600_000,
             admin: None,
             metrics: None,
+            health: None,
+            shutdown_deadline_ms: None,
         }
     }
 
@@ -94,6 +100,19 @@ impl Setup {
     /// labelled by name.
     pub fn metrics(mut self, max_tenant_labels: usize) -> Self {
         self.metrics = Some(max_tenant_labels);
+        self
+    }
+
+    /// `[health]`: check every `interval_ms`, a check failing after
+    /// `timeout_ms`, down after `down_after` failures in a row.
+    pub fn health(mut self, interval_ms: u64, timeout_ms: u64, down_after: u32) -> Self {
+        self.health = Some((interval_ms, timeout_ms, down_after));
+        self
+    }
+
+    /// `[shutdown] deadline_ms`.
+    pub fn shutdown_deadline_ms(mut self, ms: u64) -> Self {
+        self.shutdown_deadline_ms = Some(ms);
         self
     }
 
@@ -277,6 +296,14 @@ impl Setup {
                 key.display()
             );
         }
+        if let Some((interval, timeout, down_after)) = self.health {
+            t += &format!(
+                "[health]\ninterval_ms = {interval}\ntimeout_ms = {timeout}\ndown_after = {down_after}\n"
+            );
+        }
+        if let Some(deadline) = self.shutdown_deadline_ms {
+            t += &format!("[shutdown]\ndeadline_ms = {deadline}\n");
+        }
         for (id, addr, max) in &self.backends {
             t += &format!(
                 "[[backends]]\nid = {id}\nhost = \"{}\"\nport = {}\nmax_connections = {max}\nconnect_timeout_ms = 2000\nidle_timeout_ms = {}\ndraining = {}\n",
@@ -398,6 +425,40 @@ impl SiloProcess {
     pub async fn stop_and_read_logs(mut self) -> String {
         use tokio::io::AsyncReadExt;
         self.child.start_kill().expect("silo stops");
+        let mut stderr = self.child.stderr.take().expect("spawned with a log level");
+        let mut logs = String::new();
+        bounded("silo's logs", stderr.read_to_string(&mut logs))
+            .await
+            .expect("logs read");
+        logs
+    }
+
+    /// Sends SIGTERM, as a service manager stopping silo would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("silo still running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {pid}: {status}");
+    }
+
+    /// Whether the process's MySQL listener is open.
+    pub fn is_listening(&self) -> bool {
+        listening(self.addr.port())
+    }
+
+    /// Waits up to `within` for the process to exit by itself.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.expect("silo's exit status"),
+            Err(_) => panic!("silo did not exit within {within:?}"),
+        }
+    }
+
+    /// What an exited process logged (spawned with a log level).
+    pub async fn read_logs(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
         let mut stderr = self.child.stderr.take().expect("spawned with a log level");
         let mut logs = String::new();
         bounded("silo's logs", stderr.read_to_string(&mut logs))
