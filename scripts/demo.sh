@@ -110,6 +110,10 @@ MDB_PIDS+=("$MDB_LAST_PID")
 log "waiting for MariaDB on 127.0.0.1:$BACKEND1_PORT and :$BACKEND2_PORT"
 mdb_wait "$B1" "$BACKEND1_PORT" "${MDB_PIDS[0]}" 60
 mdb_wait "$B2" "$BACKEND2_PORT" "${MDB_PIDS[1]}" 60
+# silo's health checks log in as silo_health (no password, no privileges).
+for dir in "$B1" "$B2"; do
+    mdb_sql "$dir" -e "CREATE USER IF NOT EXISTS 'silo_health'@'%'"
+done
 
 # --- 4. tenants ------------------------------------------------------------
 backend_dir() { if [ "$1" = 1 ]; then echo "$B1"; else echo "$B2"; fi; }

@@ -608,7 +608,8 @@ fn tail(path: &Path, lines: usize) -> String {
 
 /// `mariadb-install-db` of some versions adds anonymous users, which would shadow
 /// `u_x@'%'` for local connections. 10.11 with these flags adds none; this keeps
-/// it that way whatever the version.
+/// it that way whatever the version. Then creates the user silo's health
+/// checks log in as.
 async fn drop_anonymous_users(backend: &Backend) -> Result<(), String> {
     let mut conn = backend.root_conn().await;
     let hosts: Vec<String> = sql(
@@ -624,6 +625,12 @@ async fn drop_anonymous_users(backend: &Backend) -> Result<(), String> {
         )
         .await;
     }
+    // What silo's health checks log in as (README "Backend health checks").
+    sql(
+        conn.query_drop("CREATE USER IF NOT EXISTS 'silo_health'@'%'"),
+        "creating the health-check user",
+    )
+    .await;
     let _ = conn.disconnect().await;
     Ok(())
 }
