@@ -30,8 +30,18 @@ pub fn sanitize(input: &[u8]) -> String {
     out
 }
 
+/// ER_CONNECT_TO_FOREIGN_DATA_SOURCE: the tenant's database server cannot be
+/// reached (see [`ServerError::backend_down`]).
+const UNREACHABLE: u16 = 1429;
+
 impl ServerError {
     pub fn new(code: u16, sqlstate: &[u8; 5], message: impl Into<String>) -> Self {
+        // Client-library codes: libmariadb turns a server ERR carrying one
+        // into "Received malformed packet".
+        debug_assert!(
+            !(2000..3000).contains(&code),
+            "{code} is a client-library error code"
+        );
         Self {
             code,
             sqlstate: *sqlstate,
@@ -217,15 +227,19 @@ impl ServerError {
     }
 
     /// The tenant's backend is marked down by the health checks: refused
-    /// at once rather than after a connect timeout. The code is the one a
-    /// failed connect gets ([`ServerError::backend_unavailable`]), so an
-    /// application sees one code for "database server unreachable", which
-    /// drivers treat as a connection failure, safe to retry (the statement
-    /// never reached a server). ER_CONNECT_TO_FOREIGN_DATA_SOURCE (1429)
-    /// was set aside: it belongs to FEDERATED/CONNECT tables and reads so.
+    /// at once rather than after a connect timeout, with the code a failed
+    /// connect gets ([`ServerError::backend_unavailable`]), so an
+    /// application sees one code for "database server unreachable" (the
+    /// statement never reached a server: safe to retry).
+    ///
+    /// Not 2003: codes 2000-2999 are the client library's own, and
+    /// libmariadb reports a server ERR carrying one as "2027 Received
+    /// malformed packet". ER_CONNECT_TO_FOREIGN_DATA_SOURCE (1429) is what
+    /// MariaDB's own routing engine (Spider) answers when a data node cannot
+    /// be reached.
     pub fn backend_down(slug: &str) -> Self {
         Self::new(
-            2003,
+            UNREACHABLE,
             b"HY000",
             format!(
                 "Can't connect to the database server of tenant '{slug}': it is not answering health checks; try again shortly"
@@ -235,16 +249,20 @@ impl ServerError {
 
     pub fn backend_unavailable(slug: &str) -> Self {
         Self::new(
-            2003,
+            UNREACHABLE,
             b"HY000",
             format!("Can't connect to the database server of tenant '{slug}'"),
         )
     }
 
+    /// The backend connection broke during a command; the client
+    /// connection is closed after it. ER_NET_READ_ERROR, as MariaDB answers
+    /// when its own read fails; SQLSTATE 08S01 tells drivers the connection
+    /// is gone. (2013 is a client-library code; see [`ServerError::backend_down`].)
     pub fn backend_lost() -> Self {
         Self::new(
-            2013,
-            b"HY000",
+            1158,
+            b"08S01",
             "Lost connection to the database server during query",
         )
     }

@@ -423,14 +423,8 @@ impl SiloProcess {
 
     /// Stops the process and returns what it logged (spawned with a log level).
     pub async fn stop_and_read_logs(mut self) -> String {
-        use tokio::io::AsyncReadExt;
         self.child.start_kill().expect("silo stops");
-        let mut stderr = self.child.stderr.take().expect("spawned with a log level");
-        let mut logs = String::new();
-        bounded("silo's logs", stderr.read_to_string(&mut logs))
-            .await
-            .expect("logs read");
-        logs
+        self.read_logs().await
     }
 
     /// Sends SIGTERM, as a service manager stopping silo would.
@@ -456,7 +450,7 @@ impl SiloProcess {
         }
     }
 
-    /// What an exited process logged (spawned with a log level).
+    /// What a stopped process logged (spawned with a log level).
     pub async fn read_logs(&mut self) -> String {
         use tokio::io::AsyncReadExt;
         let mut stderr = self.child.stderr.take().expect("spawned with a log level");
