@@ -470,6 +470,45 @@ async fn sighup_reloads_the_file_live() {
     assert_eq!(n, Some(3));
 }
 
+/// The binary also reloads its file when the file changes, no signal
+/// needed: a bad edit is refused with a log line, a good one applies.
+#[tokio::test]
+async fn an_edited_file_is_reloaded_without_a_signal() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("edit", 1).await;
+    let silo = setup.spawn(Some("info")).await;
+    let opts = silo.opts(&format!("app.{}", acme.slug), APP_PASSWORD);
+    let mut c = bounded("login", mysql_async::Conn::new(opts))
+        .await
+        .expect("silo answers");
+    std::fs::write(&silo.config, "this is not toml [").unwrap();
+    // The file is checked every second.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    c.query_drop("SELECT 1")
+        .await
+        .expect("the bad edit changed nothing");
+    setup.set_status(&acme.slug, "suspended");
+    silo.write_config(&setup);
+    let mut ended = None;
+    for _ in 0..250 {
+        match c.query_drop("SELECT 1").await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                ended = Some(e);
+                break;
+            }
+        }
+    }
+    let err = ended.expect("the session ends once the edit is read");
+    refused_with(&err, 1927, &["was suspended"]);
+    let logs = silo.stop_and_read_logs().await;
+    assert!(
+        logs.contains("configuration reload refused") && logs.contains("file changed"),
+        "{logs}"
+    );
+    assert!(logs.contains("configuration reloaded"), "{logs}");
+}
+
 #[tokio::test]
 async fn a_reload_can_add_a_backend() {
     let mut setup = Setup::new();
