@@ -639,14 +639,20 @@ impl Session {
     /// After a response: keeps the connection while the session holds state
     /// on it, gives it back otherwise, and counts what pins it.
     pub(super) fn settle(&mut self) {
-        let pins = self.state.pins().with(
-            PinReason::SessionMode,
-            self.tenant.pool_mode == PoolMode::Session,
-        );
         let Some(lease) = self.lease.as_ref() else {
             self.pinned = Pins::default();
             return;
         };
+        // Session mode keeps the connection for the session's life, but not
+        // on a backend the tenant was moved away from or that is draining:
+        // without real state on it the session follows, as a transaction
+        // mode one does.
+        let pool = lease.pool();
+        let stays = pool.backend().id == self.tenant.backend && !pool.is_draining();
+        let pins = self.state.pins().with(
+            PinReason::SessionMode,
+            self.tenant.pool_mode == PoolMode::Session && stays,
+        );
         let added = pins.added_since(self.pinned);
         if !added.is_empty() {
             debug!(conn = self.handle.id, tenant = %self.tenant.id, reasons = %added, "session pinned to its backend connection");

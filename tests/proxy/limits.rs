@@ -369,6 +369,43 @@ async fn a_moved_tenant_finishes_its_transaction_then_follows() {
     assert_eq!(n, Some(1), "committed where it started");
 }
 
+/// Session mode keeps a connection per client, but not on a backend its
+/// tenant left: the client follows after the statement in course, with its
+/// session variables, unless it holds real state there.
+#[tokio::test]
+async fn a_session_mode_client_follows_its_moved_tenant() {
+    let mut setup = Setup::new().mode("session");
+    let acme = setup.tenant("sessmoved", 1).await;
+    crate::common::mariadb::provision_copy(&servers()[1], &acme.slug, &acme.db).await;
+    let silo = setup.start().await;
+    let mut plain = silo.app(&acme).await;
+    let mut stateful = silo.app(&acme).await;
+    let server_of = async |c: &mut mysql_async::Conn| -> u16 {
+        let port: Option<u16> = c.query_first("SELECT @@port").await.unwrap();
+        port.unwrap()
+    };
+    let (old_port, new_port) = (servers()[0].addr().port(), servers()[1].addr().port());
+    plain
+        .query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'")
+        .await
+        .unwrap();
+    assert_eq!(server_of(&mut plain).await, old_port);
+    stateful.query_drop("SET @kept = 7").await.unwrap();
+    assert_eq!(server_of(&mut stateful).await, old_port);
+    setup.set_backend(&acme.slug, 2);
+    silo.reload(&setup);
+    // The statement in course runs on the connection it holds; the next
+    // one on the new backend, with the session's variables replayed.
+    server_of(&mut plain).await;
+    assert_eq!(server_of(&mut plain).await, new_port);
+    let mode: Option<String> = plain.query_first("SELECT @@sql_mode").await.unwrap();
+    assert_eq!(mode.as_deref(), Some("ANSI_QUOTES"));
+    // A user variable lives on the old connection: that session stays.
+    assert_eq!(server_of(&mut stateful).await, old_port);
+    let kept: Option<u8> = stateful.query_first("SELECT @kept").await.unwrap();
+    assert_eq!(kept, Some(7));
+}
+
 #[tokio::test]
 async fn a_draining_backend_takes_no_new_leases_and_lets_pinned_sessions_finish() {
     let mut setup = Setup::new();
