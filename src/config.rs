@@ -473,6 +473,24 @@ fn default_idle_timeout_ms() -> u64 {
 }
 
 impl BackendConfig {
+    /// Whether a pool built for `self` can serve `other` as is: everything
+    /// but `draining`, which a pool applies live.
+    pub fn same_server(&self, other: &BackendConfig) -> bool {
+        (
+            &self.host,
+            self.port,
+            self.max_connections,
+            self.connect_timeout_ms,
+            self.idle_timeout_ms,
+        ) == (
+            &other.host,
+            other.port,
+            other.max_connections,
+            other.connect_timeout_ms,
+            other.idle_timeout_ms,
+        )
+    }
+
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }

@@ -319,16 +319,16 @@ pub fn run_threaded(
 pub fn reload(ctx: &Context, config: &Config) -> Result<u64, String> {
     for backend in &config.backends {
         match ctx.pools.get(backend.id) {
-            Some(pool) => {
-                let running = pool.backend();
-                if (&running.host, running.port, running.max_connections)
-                    != (&backend.host, backend.port, backend.max_connections)
-                {
-                    tracing::warn!(
-                        backend = backend.id,
-                        "backend address or max_connections changed: applies after a restart"
-                    );
-                }
+            Some(pool) if pool.backend().same_server(backend) => {}
+            Some(_) => {
+                ctx.pools.replace(backend, config);
+                tracing::info!(
+                    backend = backend.id,
+                    host = %backend.host,
+                    port = backend.port,
+                    max_connections = backend.max_connections,
+                    "backend changed: new connections use it; connections in use finish on the old settings"
+                );
             }
             None => {
                 ctx.pools.ensure(backend, config);

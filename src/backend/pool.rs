@@ -644,6 +644,17 @@ impl Pools {
             .clone()
     }
 
+    /// A new pool for `backend`, whose address or limits changed: new
+    /// leases go to it, while the old pool drains (connections in use
+    /// finish where they are, then close). Needs a running tokio runtime.
+    pub fn replace(&self, backend: &BackendConfig, config: &Config) -> Arc<Pool> {
+        let pool = Pool::new(backend.clone(), config);
+        if let Some(old) = self.pools.insert(backend.id, pool.clone()) {
+            old.set_draining(true);
+        }
+        pool
+    }
+
     pub fn all(&self) -> Vec<Arc<Pool>> {
         self.pools.iter().map(|p| p.value().clone()).collect()
     }

@@ -563,3 +563,56 @@ async fn a_reload_can_add_a_backend() {
         "the tenant was served through the new backend's pool"
     );
 }
+
+/// A backend's address changes live (a failover to a new primary, say): new
+/// connections go to the new address, a transaction open on the old
+/// connection finishes there, and the old connections close after.
+#[tokio::test]
+async fn a_backend_address_change_applies_live() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("failover", 1).await;
+    let silo = setup.start().await;
+    let mut in_tx = silo.app(&acme).await;
+    let mut idle = silo.app(&acme).await;
+    in_tx.query_drop("BEGIN").await.unwrap();
+    in_tx
+        .query_drop("INSERT INTO items VALUES (50, 'across the change')")
+        .await
+        .unwrap();
+    idle.query_drop("SELECT 1").await.unwrap();
+    let old_pool = silo.pool(1);
+    // The same server, reached through a relay: a new address for backend 1.
+    let relay = crate::common::faults::FaultProxy::start(servers()[0].addr()).await;
+    let moved = setup.clone().backend(1, relay.addr(), 20);
+    silo.reload(&moved);
+    let new_pool = silo.pool(1);
+    assert!(
+        !std::sync::Arc::ptr_eq(&old_pool, &new_pool),
+        "a new pool for the new address"
+    );
+    assert!(old_pool.is_draining());
+    // New statements go through the new address.
+    let n: Option<u64> = idle
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(3));
+    assert!(
+        relay.connections() >= 1,
+        "no connection through the new address"
+    );
+    // The transaction finishes on its connection, which then closes.
+    in_tx.query_drop("COMMIT").await.unwrap();
+    let n: Option<u64> = in_tx
+        .query_first("SELECT COUNT(*) FROM items WHERE id = 50")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    assert_eq!(old_pool.open_connections(), 0, "{:?}", old_pool.snapshot());
+    let mut fresh = silo.app(&acme).await;
+    let n: Option<u64> = fresh
+        .query_first("SELECT COUNT(*) FROM items")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(4), "the committed row and the three others");
+}
