@@ -993,3 +993,34 @@ async fn admin_changes_are_written_to_the_control_plane() {
         .await;
     assert_eq!(rows, Some(2));
 }
+
+/// Two instances sharing one control plane (scale-out): a change made
+/// through one's admin port reaches the other at its next poll.
+#[tokio::test]
+async fn two_instances_share_the_control_plane() {
+    let cp = ControlPlane::new().await;
+    let acme = cp.tenant("twoinst", 1, "open").await;
+    let first = cp.start_with_admin().await;
+    let second = cp.start().await;
+    first.assert_serves(&acme).await;
+    second.assert_serves(&acme).await;
+    let mut admin = first.connect(first.admin_opts("admin", "admin-pass")).await;
+    bounded(
+        "SUSPEND TENANT",
+        admin.query_drop(format!("SUSPEND TENANT {}", acme.slug)),
+    )
+    .await
+    .expect("suspended");
+    eventually!(
+        "the second instance sees the suspension",
+        second
+            .ctx
+            .router
+            .load()
+            .tenant(&acme.slug)
+            .is_some_and(|t| t.status == TenantStatus::Suspended)
+    );
+    let refused = login_error(&second, &format!("app.{}", acme.slug), APP_PASSWORD).await;
+    assert_eq!(error_code(&refused), Some(1045), "{refused}");
+    assert!(refused.to_string().contains("suspended"), "{refused}");
+}
