@@ -490,16 +490,7 @@ async fn sighup_reloads_the_file_live() {
     setup.set_status(&acme.slug, "suspended");
     silo.write_config(&setup);
     hangup();
-    let mut ended = None;
-    for _ in 0..100 {
-        match c.query_drop("SELECT 1").await {
-            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => {
-                ended = Some(e);
-                break;
-            }
-        }
-    }
+    let ended = first_error(&mut c, 100).await;
     let err = ended.expect("the session ends after the reload");
     refused_with(&err, 1927, &["was suspended"]);
     let mut g = mysql_async::Conn::new(opts(&other)).await.unwrap();
@@ -526,16 +517,7 @@ async fn an_edited_file_is_reloaded_without_a_signal() {
         .expect("the bad edit changed nothing");
     setup.set_status(&acme.slug, "suspended");
     silo.write_config(&setup);
-    let mut ended = None;
-    for _ in 0..250 {
-        match c.query_drop("SELECT 1").await {
-            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => {
-                ended = Some(e);
-                break;
-            }
-        }
-    }
+    let ended = first_error(&mut c, 250).await;
     let err = ended.expect("the session ends once the edit is read");
     refused_with(&err, 1927, &["was suspended"]);
     let logs = silo.stop_and_read_logs().await;
@@ -615,4 +597,15 @@ async fn a_backend_address_change_applies_live() {
         .await
         .unwrap();
     assert_eq!(n, Some(4), "the committed row and the three others");
+}
+
+/// Runs `SELECT 1` every 20 ms, at most `tries` times, until one fails.
+async fn first_error(c: &mut mysql_async::Conn, tries: usize) -> Option<mysql_async::Error> {
+    for _ in 0..tries {
+        match c.query_drop("SELECT 1").await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Some(e),
+        }
+    }
+    None
 }
