@@ -191,6 +191,12 @@ def qps_ratio(a, b):
     return ratio(a, b, "qps")
 
 
+def figure(res, target, key):
+    """One median figure of a target, or None if it has no successful run."""
+    r = res.get(target)
+    return None if not r or not r["ok"] else r[key]
+
+
 def pair_cost(res, on_target, off_target):
     """on_target vs off_target: (QPS ratio, proxy CPU ratio, mariadbd CPU
     ratio, proxy CPU difference in us/q)."""
@@ -201,33 +207,48 @@ def pair_cost(res, on_target, off_target):
     return (qps_ratio(on, off), ratio(on, off, "proxy_us"), ratio(on, off, "mdb_us"), diff)
 
 
-def limits_cost(res):
-    """silo (limits on) vs silo-nolimits (off)."""
-    return pair_cost(res, "silo", "silo-nolimits")
+# Same-run comparisons of two silos: (on, off, per-block label, section
+# title, what on/off means).
+PAIRS = [
+    ("silo", "silo-nolimits", "limits on/off",
+     "Limits on vs off (same run): on = silo, every plan limit finite but never "
+     "reached (all checked on every statement); off = silo-nolimits, same binary "
+     "and config, every limit \"unlimited\"",
+     "  on/off = silo/silo-nolimits of the medians (QPS below 1, CPU above 1: "
+     "what the limits cost); diff = silo's CPU us/q minus silo-nolimits'"),
+    ("silo-scraped", "silo", "scraped/not",
+     "Metrics scraped vs not (same run): on = silo-scraped, its /metrics fetched "
+     "every BENCH_SCRAPE_INTERVAL s (1 by default) while measured; off = silo, same "
+     "binary and config (metrics port on, never fetched)",
+     "  on/off = silo-scraped/silo of the medians (QPS below 1, CPU above 1: "
+     "what serving scrapes costs); diff = silo-scraped's CPU us/q minus silo's"),
+]
 
 
-def scrape_cost(res):
-    """silo-scraped (/metrics fetched every second) vs silo (not scraped)."""
-    return pair_cost(res, "silo-scraped", "silo")
+def pair_line(res, on_target, off_target, label):
+    """The per-block line of a pair (mariadbd only for the limits pair)."""
+    q, p, m, d = pair_cost(res, on_target, off_target)
+    line = (f"  {label}, {on_target}/{off_target}: QPS = {fmt(q, '.3f')}   "
+            f"silo CPU us/q = {fmt(p, '.3f')} ({fmt(d, '+.1f')} us)")
+    if off_target == "silo-nolimits":
+        line += f"   mariadbd CPU us/q = {fmt(m, '.3f')}"
+    return line
 
 
-def pair_rows(lines, summary, on_target, off_target, cost):
+def pair_rows(lines, summary, on_target, off_target):
     """The rows of an on/off block: one per (threads, ps-mode)."""
     lines.append(f"{'thr':>4} {'ps':<7} {'QPS on':>9} {'QPS off':>9} {'QPS on/off':>10} "
                  f"{'silo us/q on/off':>17} {'on/off':>7} {'diff us':>8} "
                  f"{'mariadbd us/q on/off':>21} {'on/off':>7} {'p99 ms on/off':>14}")
     for threads, ps, res, *_ in summary:
-        def g(t, k):
-            r = res.get(t)
-            return None if not r or not r["ok"] else r[k]
-        lq, lp, lm, ld = cost(res)
+        lq, lp, lm, ld = pair_cost(res, on_target, off_target)
         on_off = (on_target, off_target)
-        cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in on_off)
-        mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in on_off)
-        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in on_off)
+        cpu = "/".join(fmt(figure(res, t, "proxy_us"), ".1f") for t in on_off)
+        mdb = "/".join(fmt(figure(res, t, "mdb_us"), ".1f") for t in on_off)
+        p99 = "/".join(fmt(figure(res, t, "p99"), ".3f") for t in on_off)
         lines.append(
-            f"{threads:>4} {ps:<7} {fmt(g(on_target, 'qps'), '9.0f')} "
-            f"{fmt(g(off_target, 'qps'), '9.0f')} {fmt(lq, '10.3f')} "
+            f"{threads:>4} {ps:<7} {fmt(figure(res, on_target, 'qps'), '9.0f')} "
+            f"{fmt(figure(res, off_target, 'qps'), '9.0f')} {fmt(lq, '10.3f')} "
             f"{cpu:>17} {fmt(lp, '7.3f')} {fmt(ld, '+8.1f')} "
             f"{mdb:>21} {fmt(lm, '7.3f')} {p99:>14}")
 
@@ -252,10 +273,10 @@ def cmd_table(path, clk_tck):
               if int(r["threads"]) == threads and r["ps"] == ps and r["target"] == target]
         return aggregate(rs, target, clk_tck)
 
-    # Only runs with silo-nolimits get the limits comparison; a missing silo
-    # then reads as "-".
-    has_limits_pair = any(r["target"] == "silo-nolimits" for r in runs)
-    has_scrape_pair = any(r["target"] == "silo-scraped" for r in runs)
+    # A pair's comparison appears only when the run had its "on" and "off"
+    # targets; a missing one then reads as "-".
+    seen = {r["target"] for r in runs}
+    pairs = [p for p in PAIRS if p[0] in seen and p[1] in seen]
 
     lines = []
     summary = []
@@ -285,17 +306,9 @@ def cmd_table(path, clk_tck):
         hd = qps_ratio(res["haproxy"], res["direct"])
         lines.append(f"  silo/direct = {fmt(sd, '.3f')}   silo/haproxy = {fmt(sh, '.3f')}"
                      f"   haproxy/direct = {fmt(hd, '.3f')}")
-        lim = limits_cost(res)
-        if has_limits_pair:
-            lq, lp, lm, ld = lim
-            lines.append(f"  limits on/off, silo/silo-nolimits: QPS = {fmt(lq, '.3f')}   "
-                         f"silo CPU us/q = {fmt(lp, '.3f')} ({fmt(ld, '+.1f')} us)   "
-                         f"mariadbd CPU us/q = {fmt(lm, '.3f')}")
-        if has_scrape_pair:
-            sq, sp, _sm, sdiff = scrape_cost(res)
-            lines.append(f"  scraped/not, silo-scraped/silo: QPS = {fmt(sq, '.3f')}   "
-                         f"silo CPU us/q = {fmt(sp, '.3f')} ({fmt(sdiff, '+.1f')} us)")
-        summary.append((threads, ps, res, sd, sh, hd, lim))
+        for on_target, off_target, label, *_ in pairs:
+            lines.append(pair_line(res, on_target, off_target, label))
+        summary.append((threads, ps, res, sd, sh, hd))
 
     lines.append("")
     lines.append("Summary (QPS; ratios of QPS; CPU = proxy's own user+system CPU per query)")
@@ -303,38 +316,21 @@ def cmd_table(path, clk_tck):
            f"{'silo/dir':>8} {'silo/hap':>8} {'hap/dir':>8} "
            f"{'p50 d/h/s ms':>20} {'p99 d/h/s ms':>20} {'CPU us/q h/s':>14}")
     lines.append(hdr)
-    for threads, ps, res, sd, sh, hd, _lim in summary:
-        def g(t, k):
-            r = res.get(t)
-            return None if not r or not r["ok"] else r[k]
-        # d/h/s: silo-nolimits has its own block below
-        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in TARGETS[:3])
-        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in TARGETS[:3])
-        cpu = "/".join(fmt(g(t, "proxy_us"), ".1f") for t in ("haproxy", "silo"))
+    for threads, ps, res, sd, sh, hd in summary:
+        p50 = "/".join(fmt(figure(res, t, "p50"), ".3f") for t in TARGETS[:3])
+        p99 = "/".join(fmt(figure(res, t, "p99"), ".3f") for t in TARGETS[:3])
+        cpu = "/".join(fmt(figure(res, t, "proxy_us"), ".1f") for t in ("haproxy", "silo"))
         lines.append(
-            f"{threads:>4} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} "
-            f"{fmt(g('haproxy', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
+            f"{threads:>4} {ps:<7} {fmt(figure(res, 'direct', 'qps'), '9.0f')} "
+            f"{fmt(figure(res, 'haproxy', 'qps'), '9.0f')} {fmt(figure(res, 'silo', 'qps'), '9.0f')} "
             f"{fmt(sd, '8.3f')} {fmt(sh, '8.3f')} {fmt(hd, '8.3f')} "
             f"{p50:>20} {p99:>20} {cpu:>14}")
 
-    if has_limits_pair:
+    for on_target, off_target, _label, title, meaning in pairs:
         lines.append("")
-        lines.append("Limits on vs off (same run): on = silo, every plan limit finite but never "
-                     "reached (all checked on every statement); off = silo-nolimits, same binary "
-                     "and config, every limit \"unlimited\"")
-        lines.append("  on/off = silo/silo-nolimits of the medians (QPS below 1, CPU above 1: "
-                     "what the limits cost); diff = silo's CPU us/q minus silo-nolimits'")
-        pair_rows(lines, summary, "silo", "silo-nolimits", limits_cost)
-
-    if has_scrape_pair:
-        lines.append("")
-        lines.append("Metrics scraped vs not (same run): on = silo-scraped, its /metrics fetched "
-                     "every BENCH_SCRAPE_INTERVAL s (1 by default) while measured; off = silo, same "
-                     "binary and config (metrics "
-                     "port on, never fetched)")
-        lines.append("  on/off = silo-scraped/silo of the medians (QPS below 1, CPU above 1: "
-                     "what serving scrapes costs); diff = silo-scraped's CPU us/q minus silo's")
-        pair_rows(lines, summary, "silo-scraped", "silo", scrape_cost)
+        lines.append(title)
+        lines.append(meaning)
+        pair_rows(lines, summary, on_target, off_target)
     print("\n".join(lines))
     return 0
 
@@ -388,17 +384,14 @@ def cmd_many(path, clk_tck):
                  f"{'p50 d/s ms':>15} {'p99 d/s ms':>17} {'spread d/s':>11} {'silo us/q':>9} "
                  f"{'mariadbd us/q d/s':>17} {'conns d/s':>10}")
     for clients, ps, res, sd in summary:
-        def g(t, k):
-            r = res.get(t)
-            return None if not r or not r["ok"] else r[k]
-        p50 = "/".join(fmt(g(t, "p50"), ".3f") for t in MANY_TARGETS)
-        p99 = "/".join(fmt(g(t, "p99"), ".3f") for t in MANY_TARGETS)
-        mdb = "/".join(fmt(g(t, "mdb_us"), ".1f") for t in MANY_TARGETS)
-        conns = "/".join(fmt(g(t, "conns_max"), ".0f") for t in MANY_TARGETS)
-        spread = "/".join(fmt(g(t, "spread"), ".2f") for t in MANY_TARGETS)
+        p50 = "/".join(fmt(figure(res, t, "p50"), ".3f") for t in MANY_TARGETS)
+        p99 = "/".join(fmt(figure(res, t, "p99"), ".3f") for t in MANY_TARGETS)
+        mdb = "/".join(fmt(figure(res, t, "mdb_us"), ".1f") for t in MANY_TARGETS)
+        conns = "/".join(fmt(figure(res, t, "conns_max"), ".0f") for t in MANY_TARGETS)
+        spread = "/".join(fmt(figure(res, t, "spread"), ".2f") for t in MANY_TARGETS)
         lines.append(
-            f"{clients:>7} {ps:<7} {fmt(g('direct', 'qps'), '9.0f')} {fmt(g('silo', 'qps'), '9.0f')} "
-            f"{fmt(sd, '8.3f')} {p50:>15} {p99:>17} {spread:>11} {fmt(g('silo', 'proxy_us'), '9.1f')} "
+            f"{clients:>7} {ps:<7} {fmt(figure(res, 'direct', 'qps'), '9.0f')} {fmt(figure(res, 'silo', 'qps'), '9.0f')} "
+            f"{fmt(sd, '8.3f')} {p50:>15} {p99:>17} {spread:>11} {fmt(figure(res, 'silo', 'proxy_us'), '9.1f')} "
             f"{mdb:>17} {conns:>10}")
     print("\n".join(lines))
     return 0

@@ -258,16 +258,13 @@ fn default_admin_listen() -> SocketAddr {
 
 impl AdminConfig {
     /// SHA1(SHA1(password)), as MariaDB keeps it.
+    /// Read as a user's is, except that an empty password is refused.
     pub fn native_hash(&self) -> Result<NativeHash, String> {
-        match (&self.password, &self.password_hash) {
-            (Some(p), None) if !p.expose().is_empty() => {
-                Ok(NativeHash::from_password(p.expose().as_bytes()))
-            }
-            (None, Some(h)) => NativeHash::parse_mariadb_hex(h.expose())
-                .ok_or_else(|| "password_hash must be '*' followed by 40 hex digits".to_string()),
-            (Some(_), Some(_)) => Err("give either password or password_hash, not both".into()),
-            _ => Err("a non-empty password or a password_hash is required".into()),
+        let required = || "a non-empty password or a password_hash is required".to_string();
+        if self.password.is_none() && self.password_hash.is_none() {
+            return Err(required());
         }
+        stored_native_hash(&self.password, &self.password_hash)?.ok_or_else(required)
     }
 }
 
@@ -617,15 +614,24 @@ impl UserConfig {
     /// The stored form of the password: SHA1(SHA1(password)), as MariaDB keeps it.
     /// `None` for a user declared with an empty password.
     pub fn native_hash(&self) -> Result<Option<NativeHash>, String> {
-        match (&self.password, &self.password_hash) {
-            (Some(p), None) if p.expose().is_empty() => Ok(None),
-            (Some(p), None) => Ok(Some(NativeHash::from_password(p.expose().as_bytes()))),
-            (None, Some(h)) => NativeHash::parse_mariadb_hex(h.expose())
-                .map(Some)
-                .ok_or_else(|| "password_hash must be '*' followed by 40 hex digits".to_string()),
-            (Some(_), Some(_)) => Err("give either password or password_hash, not both".into()),
-            (None, None) => Err("one of password or password_hash is required".into()),
-        }
+        stored_native_hash(&self.password, &self.password_hash)
+    }
+}
+
+/// SHA1(SHA1(password)) from a clear-text password or MariaDB's `PASSWORD()`
+/// form, whichever of the two is given; `None` for an empty password.
+fn stored_native_hash(
+    password: &Option<Secret<String>>,
+    password_hash: &Option<Secret<String>>,
+) -> Result<Option<NativeHash>, String> {
+    match (password, password_hash) {
+        (Some(p), None) if p.expose().is_empty() => Ok(None),
+        (Some(p), None) => Ok(Some(NativeHash::from_password(p.expose().as_bytes()))),
+        (None, Some(h)) => NativeHash::parse_mariadb_hex(h.expose())
+            .map(Some)
+            .ok_or_else(|| "password_hash must be '*' followed by 40 hex digits".to_string()),
+        (Some(_), Some(_)) => Err("give either password or password_hash, not both".into()),
+        (None, None) => Err("one of password or password_hash is required".into()),
     }
 }
 
@@ -681,7 +687,15 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors::single("", format!("cannot read {}: {e}", path.display()))
         })?;
-        let mut config = Self::from_toml(&text)?;
+        Self::from_file_text(path, &text)
+    }
+
+    /// As [`Config::load`], with the file's content already read.
+    ///
+    /// # Errors
+    /// As [`Config::load`], but for reading.
+    pub fn from_file_text(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut config = Self::from_toml(text)?;
         // Relative TLS paths are relative to the config file, not the cwd.
         if let (Some(tls), Some(dir)) = (config.tls.as_mut(), path.parent()) {
             tls.cert = dir.join(&tls.cert);

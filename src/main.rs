@@ -143,7 +143,8 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (config, catalog) = if config.control_plane.is_some() {
+    let threads = config.runtime.threads();
+    let catalog = if config.control_plane.is_some() {
         match load_from_control_plane(&config) {
             Ok((db, config)) => {
                 tracing::info!(
@@ -154,7 +155,7 @@ fn serve(path: PathBuf) -> ExitCode {
                     users = config.users.len(),
                     "catalog read from the control plane"
                 );
-                (config.clone(), Catalog::database(db, config))
+                Catalog::database(db, config)
             }
             Err(e) => {
                 tracing::error!(
@@ -164,10 +165,9 @@ fn serve(path: PathBuf) -> ExitCode {
             }
         }
     } else {
-        (config.clone(), Catalog::file(path, config))
+        Catalog::file(path, config)
     };
-    let threads = config.runtime.threads();
-    match silo::server::run_threaded(config, catalog, threads, |_, _| {}, shutdown_signal()) {
+    match silo::server::run_threaded(catalog, threads, |_, _| {}, shutdown_signal()) {
         Ok(()) => {
             tracing::info!("shut down");
             ExitCode::SUCCESS
@@ -184,18 +184,20 @@ fn serve(path: PathBuf) -> ExitCode {
 fn load_from_control_plane(
     config: &Config,
 ) -> Result<(database::Database, Config), silo::catalog::CatalogError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| silo::catalog::CatalogError::Unavailable(e.to_string()))?;
+    let runtime =
+        one_shot_runtime().map_err(|e| silo::catalog::CatalogError::Unavailable(e.to_string()))?;
     runtime.block_on(database::open(config))
 }
 
-fn init(url: Secret<String>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A runtime for one call made before serving, or instead of it.
+fn one_shot_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
+}
+
+fn init(url: Secret<String>) -> ExitCode {
+    let runtime = match one_shot_runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("silo control-plane init: {e}");

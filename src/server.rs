@@ -65,16 +65,16 @@ impl Server {
     /// # Errors
     /// The listener cannot be bound, or the TLS files are unusable.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
-        let catalog = Catalog::fixed(config.clone());
-        Self::bind_with(config, catalog).await
+        Self::bind_with(Catalog::fixed(config)).await
     }
 
-    /// As [`Server::bind`], with the catalog's source (file or control
-    /// plane), whose watchers are started.
+    /// As [`Server::bind`], serving the configuration of `catalog`, whose
+    /// source (file or control plane) is then watched.
     ///
     /// # Errors
     /// As [`Server::bind`].
-    pub async fn bind_with(config: Config, catalog: Catalog) -> Result<Server, StartError> {
+    pub async fn bind_with(catalog: Catalog) -> Result<Server, StartError> {
+        let config = catalog.current();
         let tls = match &config.tls {
             Some(t) => Some(TlsAcceptor::from(
                 tls::load_server_config(t).map_err(StartError::Tls)?,
@@ -270,7 +270,6 @@ fn start_admin(listener: TcpListener, auth: AdminAuth, ctx: &Arc<Context>) -> Ad
 /// # Errors
 /// The runtime cannot be built, or [`Server::bind`] fails.
 pub fn run_threaded(
-    config: Config,
     catalog: Catalog,
     threads: usize,
     on_bound: impl FnOnce(SocketAddr, Arc<Context>),
@@ -278,7 +277,7 @@ pub fn run_threaded(
 ) -> Result<(), StartError> {
     let runtime = single_threaded_runtime().map_err(StartError::Runtime)?;
     runtime.block_on(async move {
-        let server = Server::bind_with(config, catalog).await?;
+        let server = Server::bind_with(catalog).await?;
         on_bound(server.local_addr(), server.context());
         let mut workers = Vec::new();
         let mut joins = Vec::new();

@@ -23,6 +23,16 @@ pub enum Reply {
     Error(ServerError),
 }
 
+impl Reply {
+    /// An OK with nothing to report.
+    pub fn ok() -> Self {
+        Reply::Ok {
+            affected: 0,
+            info: String::new(),
+        }
+    }
+}
+
 /// A command the admin port did not understand (ER_PARSE_ERROR's code).
 pub fn syntax_error(e: &ParseError) -> ServerError {
     ServerError::new(1064, b"42000", e.to_string())
@@ -84,10 +94,7 @@ pub async fn execute(ctx: &Arc<Context>, operator: &Operator, statement: Stateme
             Ok(rows) => Reply::Rows(rows),
             Err(e) => Reply::Error(e),
         },
-        Statement::SessionSetting => Reply::Ok {
-            affected: 0,
-            info: String::new(),
-        },
+        Statement::SessionSetting => Reply::ok(),
     }
 }
 

@@ -34,6 +34,9 @@ use crate::protocol::auth::NativeHash;
 
 /// Largest command packet the admin port reads; admin commands are short.
 pub const MAX_COMMAND: usize = 1 << 20;
+/// utf8mb4_general_ci: offered in the greeting, and the character set of
+/// every text column the admin port sends.
+const COLLATION: u8 = 45;
 
 /// The one account of the admin port.
 pub struct AdminAuth {

@@ -222,6 +222,11 @@ impl Cursor {
             _ => None,
         }
     }
+
+    /// A backend id: a number that fits its `u32`.
+    fn backend_id(&mut self) -> Option<u32> {
+        self.number().and_then(|n| u32::try_from(n).ok())
+    }
 }
 
 /// Parses one admin command.
@@ -338,8 +343,7 @@ fn set(cursor: &mut Cursor) -> Result<Statement, ParseError> {
         }
         if cursor.keyword("BACKEND") {
             let backend = cursor
-                .number()
-                .and_then(|n| u32::try_from(n).ok())
+                .backend_id()
                 .ok_or_else(|| ParseError::usage(USAGE, "BACKEND needs a backend id"))?;
             return Ok(Statement::Change(Change::TenantBackend { tenant, backend }));
         }
@@ -394,8 +398,7 @@ fn drain(cursor: &mut Cursor, verb: &str, draining: bool) -> Result<Statement, P
         ));
     }
     let backend = cursor
-        .number()
-        .and_then(|n| u32::try_from(n).ok())
+        .backend_id()
         .ok_or_else(|| ParseError::usage(&usage, &format!("{verb} BACKEND needs a backend id")))?;
     Ok(Statement::Change(Change::BackendDraining {
         backend,

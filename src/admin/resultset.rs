@@ -7,6 +7,8 @@
 //! session state.
 //! See <https://mariadb.com/kb/en/result-set-packets/>.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use mysql_common::constants::{ColumnFlags, ColumnType, StatusFlags};
 use mysql_common::packets::Column;
@@ -14,8 +16,6 @@ use mysql_common::proto::MySerialize;
 
 use crate::protocol::packet::{put_lenenc_bytes, put_lenenc_int, write_packet};
 
-/// utf8mb4_general_ci, the collation the admin port greets with.
-const UTF8MB4: u16 = 45;
 /// The `binary` character set, which numeric columns carry.
 const BINARY: u16 = 63;
 /// Widest unsigned 64-bit number in decimal digits.
@@ -38,11 +38,11 @@ pub enum Value {
 }
 
 impl Value {
-    fn text(&self) -> Option<String> {
+    fn text(&self) -> Option<Cow<'_, str>> {
         match self {
             Value::Null => None,
-            Value::Text(s) => Some(s.clone()),
-            Value::UInt(n) => Some(n.to_string()),
+            Value::Text(s) => Some(Cow::Borrowed(s)),
+            Value::UInt(n) => Some(Cow::Owned(n.to_string())),
         }
     }
 }
@@ -103,24 +103,22 @@ pub struct ResultSet {
 
 impl ResultSet {
     pub fn new(columns: &[(&str, Kind)]) -> Self {
-        Self {
-            columns: columns
+        Self::with_columns(
+            columns
                 .iter()
                 .map(|(name, kind)| ((*name).to_string(), *kind))
                 .collect(),
-            rows: Vec::new(),
-        }
+        )
     }
 
     /// Text columns named `names`.
     pub fn text(names: &[&str]) -> Self {
-        Self {
-            columns: names
+        Self::with_columns(
+            names
                 .iter()
                 .map(|n| ((*n).to_string(), Kind::Text))
                 .collect(),
-            rows: Vec::new(),
-        }
+        )
     }
 
     /// Columns whose names are only known at run time (`SELECT @@x AS y`).
@@ -164,7 +162,7 @@ impl ResultSet {
                 .unwrap_or(1);
             let column = match kind {
                 Kind::Text => Column::new(ColumnType::MYSQL_TYPE_VAR_STRING)
-                    .with_character_set(UTF8MB4)
+                    .with_character_set(u16::from(super::COLLATION))
                     // Bytes, as servers report: four per utf8mb4 character.
                     .with_column_length(
                         u32::try_from(widest.saturating_mul(4)).unwrap_or(u32::MAX),

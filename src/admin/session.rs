@@ -14,11 +14,11 @@ use tracing::{debug, info};
 use super::commands::{self, Reply};
 use super::parse;
 use super::resultset::write_ok;
-use super::{AdminAuth, MAX_COMMAND, Operator};
+use super::{AdminAuth, COLLATION, MAX_COMMAND, Operator};
 use crate::frontend::Context;
 use crate::frontend::error::{LoginError, LoginRefusal};
 use crate::frontend::listener::LOGIN_TIMEOUT;
-use crate::frontend::login::{MAX_LOGIN_PACKET, switch_to_native, wants_switch};
+use crate::frontend::login::{MAX_LOGIN_PACKET, native_token, ok_payload};
 use crate::frontend::stream::{ClientConn, ClientStream, PacketError};
 use crate::protocol::auth;
 use crate::protocol::command::{
@@ -27,9 +27,6 @@ use crate::protocol::command::{
 use crate::protocol::error_code::sanitize;
 use crate::protocol::handshake::{self, FirstResponse};
 use crate::protocol::{ProtocolError, ServerError};
-
-/// utf8mb4_general_ci, offered in the greeting.
-const COLLATION: u8 = 45;
 
 /// What the admin port offers. No TLS, compression or session tracking, and
 /// no multi-statements: one command per query.
@@ -100,10 +97,7 @@ pub(super) async fn run(
             Ok(false) => break,
             Err(PacketError::Protocol(e)) => {
                 info!(admin_conn = id, peer = %peer, error = %e, "admin port: bad packet; closing");
-                let error = match e {
-                    ProtocolError::TooLarge { .. } => ServerError::packet_too_large(),
-                    _ => ServerError::malformed_packet(),
-                };
+                let error = ServerError::for_bad_packet(&e);
                 client.send_error(1, &error).await;
                 break;
             }
@@ -131,10 +125,10 @@ async fn login(
     let offered = capabilities();
     let greeting = handshake::greeting(id, &ctx.server_version, &scramble, offered, COLLATION);
     client.queue_packet(0, &greeting);
-    client.flush().await.map_err(io)?;
+    client.flush().await.map_err(PacketError::from)?;
     let (got, payload) = client.read_packet(MAX_LOGIN_PACKET).await?;
     *seq = got.wrapping_add(1);
-    let login = match handshake::parse_first_response(&payload).map_err(protocol)? {
+    let login = match handshake::parse_first_response(&payload).map_err(PacketError::from)? {
         FirstResponse::Login(login) => login,
         FirstResponse::SslRequest { .. } => {
             return Err(LoginError::refused(
@@ -145,11 +139,15 @@ async fn login(
         }
     };
     let capabilities = login.capabilities & offered;
-    let token = if wants_switch(login.auth_plugin.as_deref(), capabilities) {
-        switch_to_native(client, &scramble, seq).await?
-    } else {
-        login.auth_response.clone()
-    };
+    let token = native_token(
+        client,
+        login.auth_plugin.as_deref(),
+        capabilities,
+        &login.auth_response,
+        &scramble,
+        seq,
+    )
+    .await?;
     // Both checked every time, so a wrong user takes as long as a wrong
     // password; the password check is constant-time.
     let user_matches = login.user == auth.user.as_bytes();
@@ -163,8 +161,8 @@ async fn login(
             "wrong admin user or password",
         ));
     }
-    client.queue_packet(*seq, &crate::frontend::login::ok_payload());
-    client.flush().await.map_err(io)?;
+    client.queue_packet(*seq, &ok_payload());
+    client.flush().await.map_err(PacketError::from)?;
     Ok(Admitted {
         operator: Operator {
             user: auth.user.clone(),
@@ -178,14 +176,6 @@ async fn login(
         },
         deprecate_eof: capabilities.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
     })
-}
-
-fn io(e: std::io::Error) -> LoginError {
-    LoginError::Packet(e.into())
-}
-
-fn protocol(e: ProtocolError) -> LoginError {
-    LoginError::Packet(e.into())
 }
 
 /// Answers one command packet; `Ok(false)` ends the session.
@@ -208,10 +198,10 @@ async fn command(
     };
     let reply = match cmd {
         COM_QUIT => return Ok(false),
-        COM_PING | COM_RESET_CONNECTION | COM_SET_OPTION => ok(),
+        COM_PING | COM_RESET_CONNECTION | COM_SET_OPTION => Reply::ok(),
         COM_INIT_DB => {
             admitted.operator.database = Some(String::from_utf8_lossy(body).into_owned());
-            ok()
+            Reply::ok()
         }
         COM_QUERY => query(ctx, &admitted.operator, body).await,
         other => Reply::Error(ServerError::new(
@@ -233,13 +223,6 @@ async fn command(
     }
     client.flush().await?;
     Ok(true)
-}
-
-fn ok() -> Reply {
-    Reply::Ok {
-        affected: 0,
-        info: String::new(),
-    }
 }
 
 async fn query(ctx: &Arc<Context>, operator: &Operator, body: &[u8]) -> Reply {

@@ -303,7 +303,11 @@ impl BackendConn {
         if init_db {
             packet::write_command(&mut out, COM_INIT_DB, schema.as_bytes());
         }
-        self.database = None;
+        // Only a schema change leaves the database unknown until answered:
+        // the other steps do not touch it.
+        if init_db {
+            self.database = None;
+        }
         self.stream.write_all(&out).await?;
         // Every reply is read, even after a refusal, so none is left behind.
         let mut outcome = Ok(());

@@ -229,8 +229,8 @@ impl Pool {
         profile: Profile,
         timeout: Duration,
     ) -> Result<Lease, BackendError> {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Read from the clock only when the lease has to wait.
+        let mut waiting_since = None;
         loop {
             if let Some(refused) = self.out_of_rotation() {
                 return Err(refused);
@@ -238,6 +238,8 @@ impl Pool {
             let grant = match self.take_or_wait(key, identity, profile) {
                 Ok(grant) => grant,
                 Err((id, rx)) => {
+                    let started = *waiting_since.get_or_insert_with(tokio::time::Instant::now);
+                    let deadline = started + timeout;
                     let mut waiter = Waiter {
                         pool: self,
                         key,
@@ -383,7 +385,9 @@ impl Pool {
     /// Returns a clean connection to a waiter or the idle list, or closes
     /// it when it has lived too long.
     fn checkin(&self, mut conn: BackendConn) {
-        if conn.age() >= self.max_lifetime {
+        // One clock read serves the age check and the idle mark.
+        let now = Instant::now();
+        if now.saturating_duration_since(conn.created) >= self.max_lifetime {
             self.close(conn);
             return;
         }
@@ -391,7 +395,7 @@ impl Pool {
             self.close(conn);
             return;
         }
-        conn.idle_since = Instant::now();
+        conn.idle_since = now;
         let mut state = self.lock();
         if let Some(Handoff::Conn(conn)) = self.hand_off(&mut state, Handoff::Conn(conn)) {
             state.idle.push_back(conn);

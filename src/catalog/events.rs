@@ -26,21 +26,6 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn record(&self, change: &Change, performed_by: &str) {
-        self.push(
-            change.tenant().map(str::to_string),
-            change.event_type(),
-            change.describe(),
-            performed_by,
-        );
-    }
-
-    pub fn push(
-        &self,
-        tenant: Option<String>,
-        event_type: &str,
-        detail: String,
-        performed_by: &str,
-    ) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.0 += 1;
         let id = inner.0;
@@ -50,9 +35,9 @@ impl EventLog {
         inner.1.push_back(Event {
             id,
             at_unix_ms: now_unix_ms(),
-            tenant,
-            event_type: event_type.to_string(),
-            detail,
+            tenant: change.tenant().map(str::to_string),
+            event_type: change.event_type().to_string(),
+            detail: change.describe(),
             performed_by: performed_by.to_string(),
         });
     }

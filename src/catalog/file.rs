@@ -42,8 +42,15 @@ impl FileSource {
     }
 
     pub(super) fn reload(&self, catalog: &Catalog, ctx: &Context) -> Result<u64, CatalogError> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = read_seen(&self.path);
-        let config = Config::load(&self.path).map_err(|errors| {
+        let seen = read_seen(&self.path);
+        // The content just read is parsed; reading again only to say why
+        // the file cannot be read.
+        let loaded = match seen.as_ref().map(|s| std::str::from_utf8(&s.content)) {
+            Some(Ok(text)) => Config::from_file_text(&self.path, text),
+            _ => Config::load(&self.path),
+        };
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+        let config = loaded.map_err(|errors| {
             let problems: Vec<String> = errors
                 .to_string()
                 .lines()

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use change::Change;
-pub use events::{Event, EventLog};
+pub use events::Event;
+use events::EventLog;
 
 use crate::config::Config;
 use crate::frontend::Context;
@@ -100,7 +101,7 @@ pub struct Catalog {
     current: Mutex<Arc<Config>>,
     /// Operator changes, newest last (the database source keeps
     /// its own in `tenant_events`).
-    pub events: EventLog,
+    events: EventLog,
     pub health: SourceHealth,
 }
 

@@ -159,10 +159,7 @@ impl Session {
                 .await;
         };
         if target.id == self.handle.id && !query {
-            self.client
-                .send_error(1, &ServerError::connection_killed())
-                .await;
-            return Ok(Flow::End);
+            return self.reply_error(&ServerError::connection_killed()).await;
         }
         if let Some(backend) = target.backend()
             && let Err(e) = self.kill_backend_query(&backend).await

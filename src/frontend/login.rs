@@ -212,7 +212,7 @@ pub async fn login(
         DEFAULT_COLLATION,
     );
     client.queue_packet(0, &greeting);
-    client.flush().await.map_err(packet_io)?;
+    client.flush().await.map_err(PacketError::from)?;
 
     let ClientStream::Plain(tcp) = &mut client.stream else {
         return Err(LoginError::Packet(PacketError::Closed));
@@ -220,7 +220,7 @@ pub async fn login(
     // Exact-size read: a TLS ClientHello may already follow the SSLRequest.
     let (got, first) = read_packet_exact(tcp, MAX_LOGIN_PACKET).await?;
     *seq = got.wrapping_add(1);
-    let (login, sni) = match handshake::parse_first_response(&first).map_err(packet_err)? {
+    let (login, sni) = match handshake::parse_first_response(&first).map_err(PacketError::from)? {
         FirstResponse::SslRequest { .. } => {
             let Some(acceptor) = &ctx.tls else {
                 return Err(LoginError::refused(
@@ -239,7 +239,10 @@ pub async fn login(
             client.stream = ClientStream::Tls(Box::new(tls));
             let (got, payload) = client.read_packet(MAX_LOGIN_PACKET).await?;
             *seq = got.wrapping_add(1);
-            (handshake::parse_login(&payload).map_err(packet_err)?, sni)
+            (
+                handshake::parse_login(&payload).map_err(PacketError::from)?,
+                sni,
+            )
         }
         FirstResponse::Login(login) => {
             if ctx.tls_required {
@@ -276,12 +279,15 @@ pub async fn login(
         let first = Some(login.auth_response.clone()).filter(|r| !r.is_empty());
         caching_sha2::authenticate(ctx, client, &scramble, seq, first, &who).await?
     } else {
-        let token = if wants_switch(plugin, capabilities) {
-            // Plugins silo does not speak are switched to mysql_native_password.
-            switch_to_native(client, &scramble, seq).await?
-        } else {
-            login.auth_response.clone()
-        };
+        let token = native_token(
+            client,
+            plugin,
+            capabilities,
+            &login.auth_response,
+            &scramble,
+            seq,
+        )
+        .await?;
         authenticate(
             ctx,
             &Credentials {
@@ -296,7 +302,7 @@ pub async fn login(
     };
     let client_slot = admit_client(ctx, &tenant, &user)?;
     client.queue_packet(*seq, &ok_payload());
-    client.flush().await.map_err(packet_io)?;
+    client.flush().await.map_err(PacketError::from)?;
     Ok(LoggedIn {
         client_slot,
         tenant,
@@ -310,12 +316,25 @@ pub async fn login(
     })
 }
 
-fn packet_io(e: std::io::Error) -> LoginError {
-    LoginError::Packet(e.into())
-}
-
-fn packet_err(e: crate::protocol::ProtocolError) -> LoginError {
-    LoginError::Packet(e.into())
+/// The mysql_native_password token of a login: the client's first
+/// response, or, for a client that named another plugin (one silo does not
+/// speak), its reply to an AuthSwitchRequest; `seq` is advanced past it.
+///
+/// # Errors
+/// As [`switch_to_native`].
+pub async fn native_token(
+    client: &mut ClientConn,
+    plugin: Option<&[u8]>,
+    capabilities: CapabilityFlags,
+    first_response: &[u8],
+    scramble: &[u8; SCRAMBLE_LEN],
+    seq: &mut u8,
+) -> Result<Vec<u8>, LoginError> {
+    if wants_switch(plugin, capabilities) {
+        switch_to_native(client, scramble, seq).await
+    } else {
+        Ok(first_response.to_vec())
+    }
 }
 
 /// Sends an AuthSwitchRequest to mysql_native_password with `scramble` and
@@ -329,7 +348,7 @@ pub async fn switch_to_native(
     seq: &mut u8,
 ) -> Result<Vec<u8>, LoginError> {
     client.queue_packet(*seq, &handshake::auth_switch_request(scramble));
-    client.flush().await.map_err(packet_io)?;
+    client.flush().await.map_err(PacketError::from)?;
     let (got, reply) = client.read_packet(MAX_LOGIN_PACKET).await?;
     *seq = got.wrapping_add(1);
     Ok(reply.to_vec())

@@ -31,7 +31,7 @@ use super::stream::{ClientConn, PacketError};
 use crate::backend::connection::Profile;
 use crate::backend::fair::WaitKey;
 use crate::backend::pins::{PinReason, Pins};
-use crate::backend::{BackendError, Lease};
+use crate::backend::{BackendError, Lease, Pool};
 use crate::config::PoolMode;
 use crate::limits::{ClientSlot, LeaseSlot, TenantLive};
 use crate::metrics::{LoginResult, TenantSeries};
@@ -54,9 +54,6 @@ pub(super) enum Flow {
     End,
 }
 
-/// ER_CONNECTION_KILLED: the session ends after it is sent.
-const KILLED: u16 = 1927;
-
 /// Read buffers grow by this much when they run low.
 const READ_CHUNK: usize = 64 * 1024;
 /// Statements longer than this are relayed without a look at their text
@@ -75,6 +72,8 @@ pub struct Session {
     pub(super) sni: Option<String>,
     pub(super) scramble: [u8; auth::SCRAMBLE_LEN],
     pub(super) lease: Option<Lease>,
+    /// The pool leases were last taken from (see [`Session::tenant_pool`]).
+    pool: Option<Arc<Pool>>,
     /// Commands relayed on the current lease. A first command that could not
     /// be written may be retried on a fresh connection: nothing depends on
     /// the old one yet.
@@ -133,6 +132,7 @@ impl Session {
             sni: login.sni,
             scramble: login.scramble,
             lease: None,
+            pool: None,
             lease_commands: 0,
             state: SessionState::new(schema),
             pinned: Pins::default(),
@@ -156,10 +156,7 @@ impl Session {
                 Err(PacketError::Closed) => break,
                 Err(PacketError::Protocol(e)) => {
                     info!(conn = self.handle.id, error = %e, "bad packet from the client; closing");
-                    let error = match e {
-                        ProtocolError::TooLarge { .. } => ServerError::packet_too_large(),
-                        _ => ServerError::malformed_packet(),
-                    };
+                    let error = ServerError::for_bad_packet(&e);
                     self.client.send_error(1, &error).await;
                     break;
                 }
@@ -391,12 +388,12 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// Answers the current command with `error`; ER_CONNECTION_KILLED
-    /// also ends the session.
+    /// Answers the current command with `error`, ending the session when
+    /// the error says the connection is gone.
     pub(super) async fn reply_error(&mut self, error: &ServerError) -> Result<Flow, PacketError> {
         self.client.queue_error(1, error);
         self.client.flush().await?;
-        Ok(if error.code == KILLED {
+        Ok(if error.ends_connection() {
             Flow::End
         } else {
             Flow::Continue
@@ -406,11 +403,12 @@ impl Session {
     /// Leases a backend connection for this client's tenant and brings it
     /// to the client's session (variables, schema).
     pub(super) async fn acquire(&mut self) -> Result<(), ServerError> {
-        let Some(pool) = self.ctx.pools.get(self.tenant.backend) else {
+        let Some(pool) = self.tenant_pool() else {
             warn!(tenant = %self.tenant.id, backend = self.tenant.backend, "tenant routed to an unknown backend");
             return Err(ServerError::backend_unavailable(self.tenant.slug()));
         };
-        let identity = self.tenant.identity.clone();
+        // The route the lease was asked under: the gate may pick up a new one.
+        let route = Arc::clone(&self.tenant);
         let asked = std::time::Instant::now();
         let slot = self
             .lease_gate()
@@ -421,7 +419,7 @@ impl Session {
             weight: self.tenant.limits.weight,
         };
         let leased = pool
-            .lease_for(&key, &identity, self.profile, self.ctx.lease_timeout)
+            .lease_for(&key, &route.identity, self.profile, self.ctx.lease_timeout)
             .await;
         self.series.lease_wait.observe(asked.elapsed());
         let mut lease = leased.map_err(|e| self.backend_error(&e))?;
@@ -455,6 +453,20 @@ impl Session {
         self.lease_slot = Some(slot);
         self.lease_commands = 0;
         Ok(())
+    }
+
+    /// The pool of the tenant's backend, kept between leases and looked up
+    /// again only when the tenant moved or the pool drains (a replaced pool
+    /// does), so a transaction-mode command does not search the pool map.
+    fn tenant_pool(&mut self) -> Option<Arc<Pool>> {
+        if let Some(pool) = &self.pool
+            && pool.backend().id == self.tenant.backend
+            && !pool.is_draining()
+        {
+            return Some(Arc::clone(pool));
+        }
+        self.pool = self.ctx.pools.get(self.tenant.backend);
+        self.pool.clone()
     }
 
     /// Brings a kept (pinned) connection in line with the session again
@@ -545,10 +557,13 @@ impl Session {
         kind: CommandKind,
         traits: &SqlTraits,
     ) -> Result<Flow, PacketError> {
-        if let Err(error) = self.ensure_lease().await {
-            return self.refuse(&error).await;
-        }
-        if let Err(error) = self.sync_lease().await {
+        // A new lease is synced as it is taken; a kept one may lag behind.
+        let ready = if self.lease.is_none() {
+            self.acquire().await
+        } else {
+            self.sync_lease().await
+        };
+        if let Err(error) = ready {
             return self.refuse(&error).await;
         }
         if let Err(error) = self.replay_insert_id(traits).await {
@@ -665,12 +680,7 @@ impl Session {
             }
         }
         if pins.is_empty() {
-            self.unpin_gauges();
-            self.handle.set_backend(None);
-            if let Some(lease) = self.lease.take() {
-                lease.give_back();
-            }
-            self.lease_slot = None;
+            self.let_go(Lease::give_back);
         }
         self.pinned = pins;
     }
@@ -864,27 +874,27 @@ impl Session {
     }
 
     pub(super) fn drop_lease(&mut self) {
-        self.unpin_gauges();
-        self.handle.set_backend(None);
-        if let Some(lease) = self.lease.take() {
-            lease.discard();
-        }
-        self.lease_slot = None;
+        self.let_go(Lease::discard);
     }
 
     /// Gives the backend connection back at the end of the client's use of
     /// it: as is when its session holds only what silo replays, else reset
     /// before reuse.
     pub(super) fn end_lease(&mut self) {
-        let clean = self.state.pins().is_empty();
+        if self.state.pins().is_empty() {
+            self.let_go(Lease::give_back);
+        } else {
+            self.let_go(Lease::release);
+        }
+    }
+
+    /// Ends the lease with `end` (give back, reset, or close), and what
+    /// counted it: pin gauges, the session's backend, the lease slot.
+    fn let_go(&mut self, end: fn(Lease)) {
         self.unpin_gauges();
         self.handle.set_backend(None);
         if let Some(lease) = self.lease.take() {
-            if clean {
-                lease.give_back();
-            } else {
-                lease.release();
-            }
+            end(lease);
         }
         self.lease_slot = None;
     }

@@ -154,16 +154,22 @@ impl Session {
             return self.refuse(&error).await;
         }
         self.rewrite_id(backend_id);
-        let types = self
-            .state
-            .statement(id)
-            .map(|s| s.types.clone())
-            .unwrap_or_default();
-        let server_has_types = self
-            .lease
-            .as_mut()
-            .and_then(|l| l.conn().statements.get(&key).map(|p| p.types == types))
-            .unwrap_or(false);
+        let server_has_types = {
+            let types = self.state.statement(id).map_or(&[][..], |s| &s.types);
+            self.lease
+                .as_mut()
+                .and_then(|l| l.conn().statements.get(&key).map(|p| p.types == types))
+                .unwrap_or(false)
+        };
+        // Copied only when the server must be sent or told them.
+        let types = if server_has_types {
+            Vec::new()
+        } else {
+            self.state
+                .statement(id)
+                .map(|s| s.types.clone())
+                .unwrap_or_default()
+        };
         let flow = match layout {
             Some(layout) if reuses_types && !server_has_types && !types.is_empty() => {
                 self.forward_with_types(len, layout, &types).await?
@@ -371,6 +377,7 @@ impl Session {
         if stream.write_all(&prefix).await.is_err() {
             return Ok(self.lose_backend(false).await);
         }
+        self.relayed_from_client += prefix.len() as u64;
         self.client.rbuf.advance(HEADER_LEN + head + 1);
         let rest = len - head - 1;
         if rest == 0 {

@@ -14,7 +14,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{HistogramSnapshot, LoginCounts, LoginResult};
-use crate::backend::pins::PinReason;
+use crate::backend::Pool;
+use crate::backend::pins::{PinReason, PinSnapshot};
+use crate::backend::pool::PoolSnapshot;
 use crate::frontend::Context;
 use crate::limits::Refusal;
 
@@ -73,6 +75,15 @@ struct TenantSums {
     queries: u64,
     leases: u64,
     refused: [u64; Refusal::ALL.len()],
+}
+
+/// One backend pool's figures, read once per scrape.
+struct PoolRow {
+    /// The `backend` label value.
+    id: String,
+    pool: Arc<Pool>,
+    s: PoolSnapshot,
+    pins: PinSnapshot,
 }
 
 type Fmt = std::fmt::Result;
@@ -248,14 +259,24 @@ impl Scrape {
     }
 
     fn backends(&self, enc: &mut DescriptorEncoder) -> Fmt {
-        let mut pools = self.ctx.pools.all();
-        pools.sort_by_key(|p| p.backend().id);
-        let ids: Vec<String> = pools.iter().map(|p| p.backend().id.to_string()).collect();
-        let backend = |i: usize| [("backend", ids.get(i).cloned().unwrap_or_default())];
-        let snaps: Vec<_> = pools.iter().map(|p| p.snapshot()).collect();
-        let pins: Vec<_> = pools.iter().map(|p| p.stats.pins.snapshot()).collect();
-        let each = |f: &dyn Fn(usize) -> u64| -> Vec<_> {
-            (0..pools.len()).map(|i| (backend(i), f(i))).collect()
+        let mut pools: Vec<PoolRow> = self
+            .ctx
+            .pools
+            .all()
+            .into_iter()
+            .map(|pool| PoolRow {
+                id: pool.backend().id.to_string(),
+                s: pool.snapshot(),
+                pins: pool.stats.pins.snapshot(),
+                pool,
+            })
+            .collect();
+        pools.sort_by_key(|p| p.pool.backend().id);
+        let each = |f: &dyn Fn(&PoolRow) -> u64| -> Vec<_> {
+            pools
+                .iter()
+                .map(|p| ([("backend", p.id.clone())], f(p)))
+                .collect()
         };
 
         gauges(
@@ -263,76 +284,74 @@ impl Scrape {
             "pool_idle_connections",
             "Idle backend connections in the pool.",
             None,
-            each(&|i| snaps[i].idle as u64),
+            each(&|p| p.s.idle as u64),
         )?;
         gauges(
             enc,
             "pool_in_use_connections",
             "Backend connections leased to clients (or being reset).",
             None,
-            each(&|i| snaps[i].in_use as u64),
+            each(&|p| p.s.in_use as u64),
         )?;
         gauges(
             enc,
             "pool_pinned_sessions",
             "Sessions holding one of the backend's connections pinned.",
             None,
-            each(&|i| pins[i].pinned as u64),
+            each(&|p| p.pins.pinned as u64),
         )?;
         gauges(
             enc,
             "pool_waiting_leases",
             "Leases waiting for a connection of a full pool.",
             None,
-            each(&|i| snaps[i].waiting as u64),
+            each(&|p| p.s.waiting as u64),
         )?;
         gauges(
             enc,
             "pool_max_connections",
             "The backend's max_connections.",
             None,
-            each(&|i| u64::from(pools[i].backend().max_connections)),
+            each(&|p| u64::from(p.pool.backend().max_connections)),
         )?;
         counters(
             enc,
             "pool_opened_connections",
             "Backend connections opened.",
             None,
-            each(&|i| snaps[i].opened),
+            each(&|p| p.s.opened),
         )?;
         counters(
             enc,
             "pool_closed_connections",
             "Backend connections closed (idle timeout, lifetime, broken, draining).",
             None,
-            each(&|i| snaps[i].closed),
+            each(&|p| p.s.closed),
         )?;
         counters(
             enc,
             "pool_errors",
             "Failed connects, logins and resets of backend connections.",
             None,
-            each(&|i| snaps[i].errors),
+            each(&|p| p.s.errors),
         )?;
         counters(
             enc,
             "pool_leases",
             "Backend connections leased to clients.",
             None,
-            each(&|i| pins[i].leases),
+            each(&|p| p.pins.leases),
         )?;
         counters(
             enc,
             "pool_pins",
             "Sessions pinned to a backend connection, by reason.",
             None,
-            (0..pools.len()).flat_map(|i| {
-                let id = ids.get(i).cloned().unwrap_or_default();
-                let snap = pins[i];
+            pools.iter().flat_map(|p| {
                 PinReason::ALL.into_iter().map(move |r| {
                     (
-                        [("backend", id.clone()), ("reason", r.name().into())],
-                        snap.pins(r),
+                        [("backend", p.id.clone()), ("reason", r.name().into())],
+                        p.pins.pins(r),
                     )
                 })
             }),
@@ -342,14 +361,14 @@ impl Scrape {
             "backend_healthy",
             "1 while the health checker finds the backend healthy.",
             None,
-            each(&|i| u64::from(pools[i].is_healthy())),
+            each(&|p| u64::from(p.pool.is_healthy())),
         )?;
         gauges(
             enc,
             "backend_draining",
             "1 while the backend is out of rotation.",
             None,
-            each(&|i| u64::from(pools[i].is_draining())),
+            each(&|p| u64::from(p.pool.is_draining())),
         )
     }
 

@@ -59,34 +59,19 @@ impl Histogram {
     }
 
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut out = HistogramSnapshot {
-            sum_seconds: 0.0,
-            count: 0,
-            buckets: Vec::with_capacity(self.buckets.len()),
-        };
-        out.add(self);
-        out
-    }
-}
-
-impl HistogramSnapshot {
-    /// Adds `h`'s observations; `h` must have the same bounds as the ones
-    /// already added.
-    pub fn add(&mut self, h: &Histogram) {
-        if self.buckets.is_empty() {
-            self.buckets = h
-                .bounds_us
-                .iter()
-                .map(|&b| (b as f64 / 1e6, 0))
-                .chain(std::iter::once((f64::INFINITY, 0)))
-                .collect();
+        let bounds = self
+            .bounds_us
+            .iter()
+            .map(|&b| b as f64 / 1e6)
+            .chain(std::iter::once(f64::INFINITY));
+        let buckets: Vec<(f64, u64)> = bounds
+            .zip(self.buckets.iter().map(|b| b.load(Ordering::Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            sum_seconds: self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            buckets,
         }
-        for ((_, n), bucket) in self.buckets.iter_mut().zip(h.buckets.iter()) {
-            let v = bucket.load(Ordering::Relaxed);
-            *n += v;
-            self.count += v;
-        }
-        self.sum_seconds += h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
     }
 }
 

@@ -291,11 +291,6 @@ impl Metrics {
         series
     }
 
-    /// The series already assigned to `id`, if any.
-    pub fn assigned(&self, id: &TenantId) -> Option<Arc<TenantSeries>> {
-        self.lock().by_tenant.get(id).cloned()
-    }
-
     /// Every series, in creation order.
     pub fn all_series(&self) -> Vec<Arc<TenantSeries>> {
         self.lock().all.clone()

@@ -34,6 +34,9 @@ pub fn sanitize(input: &[u8]) -> String {
 /// reached (see [`ServerError::backend_down`]).
 const UNREACHABLE: u16 = 1429;
 
+/// ER_CONNECTION_KILLED.
+const KILLED: u16 = 1927;
+
 impl ServerError {
     pub fn new(code: u16, sqlstate: &[u8; 5], message: impl Into<String>) -> Self {
         // Client-library codes: libmariadb turns a server ERR carrying one
@@ -137,6 +140,15 @@ impl ServerError {
         )
     }
 
+    /// What a client that sent a bad command packet is told before the
+    /// connection closes.
+    pub fn for_bad_packet(error: &super::ProtocolError) -> Self {
+        match error {
+            super::ProtocolError::TooLarge { .. } => Self::packet_too_large(),
+            _ => Self::malformed_packet(),
+        }
+    }
+
     pub fn unknown_command(command: u8) -> Self {
         Self::new(
             1047,
@@ -160,13 +172,19 @@ impl ServerError {
     }
 
     pub fn connection_killed() -> Self {
-        Self::new(1927, b"70100", "Connection was killed")
+        Self::new(KILLED, b"70100", "Connection was killed")
+    }
+
+    /// ER_CONNECTION_KILLED tells the client its connection is gone, so
+    /// the connection must close once this error is sent, whoever sends it.
+    pub fn ends_connection(&self) -> bool {
+        self.code == KILLED
     }
 
     /// The session's tenant left the active states while it was connected.
     pub fn tenant_ended(slug: &str, why: &str) -> Self {
         Self::new(
-            1927,
+            KILLED,
             b"70100",
             format!("Connection was killed: tenant '{slug}' {why}"),
         )

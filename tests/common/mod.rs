@@ -23,6 +23,21 @@ pub use mariadb::{TenantDb, error_code, provision_tenant, servers, unique};
 /// Upper bound for any single client operation in a test.
 pub const STEP: Duration = Duration::from_secs(20);
 
+/// Polls `cond` until it holds or `within` passes; whether it held.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    // Bounded by `deadline`.
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Awaits `fut` for at most [`STEP`], panicking with `what` otherwise.
 pub async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
     match tokio::time::timeout(STEP, fut).await {
@@ -365,10 +380,8 @@ max_queries_per_day = "unlimited"
         let path = dir.path().join("silo.toml");
         std::fs::write(&path, self.toml()).expect("config written");
         let config = Config::load(&path).expect("test config is valid");
-        let catalog = silo::catalog::Catalog::file(path.clone(), config.clone());
-        let server = Server::bind_with(config, catalog)
-            .await
-            .expect("silo binds");
+        let catalog = silo::catalog::Catalog::file(path.clone(), config);
+        let server = Server::bind_with(catalog).await.expect("silo binds");
         (serve(server), ConfigFile { path, _dir: dir })
     }
 }
@@ -632,6 +645,17 @@ impl Silo {
         let addr = self.admin_addr.expect("the admin port is on");
         mariadb_cli(addr, user, password, args).await
     }
+}
+
+/// The standard output of a command that must have succeeded (its standard
+/// error otherwise, in the panic).
+pub fn stdout_of_success(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs the `mariadb` command-line client against `addr`, bounded by [`STEP`].

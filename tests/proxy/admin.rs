@@ -20,6 +20,13 @@ fn setup() -> Setup {
     Setup::new().admin(ADMIN_USER, ADMIN_PASSWORD)
 }
 
+/// A silo with the admin port and one tenant, `acme`, on backend 1.
+async fn acme_silo() -> (Tenant, Silo) {
+    let mut setup = setup();
+    let acme = setup.tenant("acme", 1).await;
+    (acme, setup.start().await)
+}
+
 async fn admin(silo: &Silo) -> Conn {
     silo.connect(silo.admin_opts(ADMIN_USER, ADMIN_PASSWORD))
         .await
@@ -104,6 +111,13 @@ async fn serving_port(silo: &Silo, tenant: &Tenant) -> u16 {
     port.expect("a port")
 }
 
+/// Runs the `mariadb` client on the admin port as the admin; it must
+/// succeed. Returns what it printed.
+async fn admin_cli_ok(silo: &Silo, args: &[&str]) -> String {
+    let out = silo.admin_cli(ADMIN_USER, ADMIN_PASSWORD, args).await;
+    crate::common::stdout_of_success(&out)
+}
+
 /// Waits until silo counts `n` client connections for `slug`.
 async fn wait_for_clients(conn: &mut Conn, slug: &str, n: usize) {
     for _ in 0..250 {
@@ -117,9 +131,7 @@ async fn wait_for_clients(conn: &mut Conn, slug: &str, n: usize) {
 
 #[tokio::test]
 async fn only_the_admin_account_gets_in() {
-    let mut setup = setup();
-    let acme = setup.tenant("acme", 1).await;
-    let silo = setup.start().await;
+    let (acme, silo) = acme_silo().await;
 
     // mysql_async asks for @@max_allowed_packet and @@wait_timeout on connect.
     let mut conn = admin(&silo).await;
@@ -300,9 +312,7 @@ async fn show_reports_describe_tenants_backends_pools_clients_plans_and_usage() 
 
 #[tokio::test]
 async fn suspend_resume_and_pause_change_what_the_tenant_gets() {
-    let mut setup = setup();
-    let acme = setup.tenant("acme", 1).await;
-    let silo = setup.start().await;
+    let (acme, silo) = acme_silo().await;
     let mut app = silo.app(&acme).await;
     let mut conn = admin(&silo).await;
 
@@ -433,9 +443,7 @@ async fn drain_takes_a_backend_out_of_rotation_until_undrain() {
 
 #[tokio::test]
 async fn kill_client_ends_that_client_only() {
-    let mut setup = setup();
-    let acme = setup.tenant("acme", 1).await;
-    let silo = setup.start().await;
+    let (acme, silo) = acme_silo().await;
     let mut victim = silo.app(&acme).await;
     let mut bystander = silo.app(&acme).await;
     let victim_id = victim.id();
@@ -519,9 +527,7 @@ async fn reload_rereads_the_file_and_refuses_a_broken_one() {
 
 #[tokio::test]
 async fn bad_commands_get_errors_and_the_session_goes_on() {
-    let mut setup = setup();
-    let acme = setup.tenant("acme", 1).await;
-    let silo = setup.start().await;
+    let (acme, silo) = acme_silo().await;
     let mut conn = admin(&silo).await;
 
     let (code, message) = refused(&mut conn, "DROP TABLE tenants").await;
@@ -591,23 +597,9 @@ async fn bad_commands_get_errors_and_the_session_goes_on() {
 
 #[tokio::test]
 async fn the_mariadb_client_reads_reports_and_makes_changes() {
-    let mut setup = setup();
-    let acme = setup.tenant("acme", 1).await;
-    let silo = setup.start().await;
+    let (acme, silo) = acme_silo().await;
 
-    let out = silo
-        .admin_cli(
-            ADMIN_USER,
-            ADMIN_PASSWORD,
-            &["--batch", "-e", "SHOW TENANTS"],
-        )
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = admin_cli_ok(&silo, &["--batch", "-e", "SHOW TENANTS"]).await;
     let mut lines = text.lines();
     assert_eq!(
         lines.next(),
@@ -626,23 +618,15 @@ async fn the_mariadb_client_reads_reports_and_makes_changes() {
         )
     );
 
-    let out = silo
-        .admin_cli(
-            ADMIN_USER,
-            ADMIN_PASSWORD,
-            &[
-                "--table",
-                "-e",
-                "SHOW POOLS; select @@version_comment limit 1",
-            ],
-        )
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = admin_cli_ok(
+        &silo,
+        &[
+            "--table",
+            "-e",
+            "SHOW POOLS; select @@version_comment limit 1",
+        ],
+    )
+    .await;
     assert!(
         text.contains("| backend | idle | in_use | pinned | waiting |"),
         "{text}"
@@ -650,14 +634,7 @@ async fn the_mariadb_client_reads_reports_and_makes_changes() {
     assert!(text.contains("| silo admin port   |"), "{text}");
 
     let suspend = format!("SUSPEND TENANT {}", acme.slug);
-    let out = silo
-        .admin_cli(ADMIN_USER, ADMIN_PASSWORD, &["--batch", "-e", &suspend])
-        .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    admin_cli_ok(&silo, &["--batch", "-e", &suspend]).await;
     let show = format!("SHOW TENANT {}", acme.slug);
     let out = silo
         .admin_cli(

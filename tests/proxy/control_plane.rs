@@ -16,7 +16,7 @@ use silo::secret_box::{SecretKey, to_hex};
 use silo::server::Server;
 
 use crate::common::faults::FaultProxy;
-use crate::common::mariadb::{Backend, provision_copy, tcp_opts};
+use crate::common::mariadb::{Backend, TenantDb, provision_copy, tcp_opts};
 use crate::common::{
     APP_PASSWORD, Silo, Tenant, bounded, error_code, provision_tenant, serve, servers, unique,
 };
@@ -47,11 +47,14 @@ async fn catalog_version(root: &mut Conn, database: &str) -> u64 {
     .expect("version row")
 }
 
-fn native_hash(password: &str) -> String {
-    use sha1::{Digest, Sha1};
-    let stage2 = Sha1::digest(Sha1::digest(password.as_bytes()));
-    let hex: String = stage2.iter().map(|b| format!("{b:02X}")).collect();
-    format!("*{hex}")
+/// The URL of control-plane database `database` through `addr` (the
+/// server, or a relay in front of it).
+fn cp_url(addr: std::net::SocketAddr, database: &str) -> String {
+    format!(
+        "mysql://root@{}:{}/{database}?prefer_socket=false",
+        addr.ip(),
+        addr.port()
+    )
 }
 
 /// A control-plane database of its own, initialised, with backends 1 and 2
@@ -100,15 +103,9 @@ impl ControlPlane {
         cp
     }
 
-    /// The URL of this control plane through `addr` (the server, or a
-    /// relay in front of it).
+    /// The URL of this control plane through `addr`.
     fn url(&self, addr: std::net::SocketAddr) -> String {
-        format!(
-            "mysql://root@{}:{}/{}?prefer_socket=false",
-            addr.ip(),
-            addr.port(),
-            self.name
-        )
+        cp_url(addr, &self.name)
     }
 
     async fn conn(&self) -> Conn {
@@ -138,6 +135,22 @@ impl ControlPlane {
         v
     }
 
+    /// `UPDATE tenants SET {set}` of tenant `slug`.
+    async fn set_tenant(&self, slug: &str, set: &str) {
+        self.sql(&format!(
+            "UPDATE tenants SET {set} WHERE tenant_slug = '{slug}'"
+        ))
+        .await;
+    }
+
+    /// Column `column` of tenant `slug`'s row.
+    async fn stored(&self, slug: &str, column: &str) -> Option<String> {
+        self.value(&format!(
+            "SELECT {column} FROM tenants WHERE tenant_slug = '{slug}'"
+        ))
+        .await
+    }
+
     /// Adds (or replaces) plan `name`, e.g. `set = "max_client_connections = 1"`.
     async fn plan(&self, name: &str, set: &str) {
         self.sql(&format!(
@@ -152,13 +165,7 @@ impl ControlPlane {
         let slug = unique(prefix).replace('_', "");
         let db = provision_tenant(&servers()[(backend - 1) as usize], &slug).await;
         let sealed = to_hex(&self.key.seal(db.password.as_bytes()).expect("sealed"));
-        self.sql(&format!(
-            "INSERT INTO tenants (tenant_slug, company_name, status, subscription_plan, backend_id, \
-             db_name, db_user, db_password_encrypted) \
-             VALUES ('{slug}', 'Co {slug}', 'active', '{plan}', {backend}, '{}', '{}', UNHEX('{sealed}'))",
-            db.database, db.user
-        ))
-        .await;
+        self.tenant_row(&slug, backend, plan, &db, &sealed).await;
         self.user(&slug, "app", APP_PASSWORD).await;
         Tenant {
             slug,
@@ -169,22 +176,42 @@ impl ControlPlane {
         }
     }
 
-    async fn user(&self, slug: &str, username: &str, password: &str) {
+    /// An active tenant's row, its password already encrypted (`sealed`,
+    /// in hex).
+    async fn tenant_row(&self, slug: &str, backend: u32, plan: &str, db: &TenantDb, sealed: &str) {
         self.sql(&format!(
-            "INSERT INTO tenant_users (tenant_id, username, password_hash) \
-             SELECT tenant_id, '{username}', '{}' FROM tenants WHERE tenant_slug = '{slug}'",
-            native_hash(password)
+            "INSERT INTO tenants (tenant_slug, company_name, status, subscription_plan, backend_id, \
+             db_name, db_user, db_password_encrypted) \
+             VALUES ('{slug}', 'Co {slug}', 'active', '{plan}', {backend}, '{}', '{}', UNHEX('{sealed}'))",
+            db.database, db.user
         ))
         .await;
     }
 
-    fn toml(&self, url: &str) -> String {
+    async fn user(&self, slug: &str, username: &str, password: &str) {
+        self.sql(&format!(
+            "INSERT INTO tenant_users (tenant_id, username, password_hash) \
+             SELECT tenant_id, '{username}', PASSWORD('{password}') FROM tenants \
+             WHERE tenant_slug = '{slug}'"
+        ))
+        .await;
+    }
+
+    /// silo's configuration reading this control plane at `url`, its key
+    /// from `SILO_SECRET_KEY`.
+    fn toml_without_key_file(&self, url: &str) -> String {
         format!(
             "[listen]\nmysql = \"127.0.0.1:0\"\n\
              [control_plane]\nurl = \"{url}\"\npoll_interval_ms = {POLL_MS}\n\
-             usage_flush_interval_ms = {POLL_MS}\ntimeout_ms = 1000\nsecret_key_file = \"{}\"\n",
-            self.key_file.display()
+             usage_flush_interval_ms = {POLL_MS}\ntimeout_ms = 1000\n"
         )
+    }
+
+    /// As [`ControlPlane::toml_without_key_file`], the key from this
+    /// control plane's key file.
+    fn toml(&self, url: &str) -> String {
+        self.toml_without_key_file(url)
+            + &format!("secret_key_file = \"{}\"\n", self.key_file.display())
     }
 
     /// silo in this test's runtime, its catalog read from this control
@@ -205,12 +232,8 @@ impl ControlPlane {
         let (db, config) = bounded("open", database::open(&config))
             .await
             .expect("catalog read");
-        let catalog = Catalog::database(db, config.clone());
-        serve(
-            Server::bind_with(config, catalog)
-                .await
-                .expect("silo binds"),
-        )
+        let catalog = Catalog::database(db, config);
+        serve(Server::bind_with(catalog).await.expect("silo binds"))
     }
 
     async fn start(&self) -> Silo {
@@ -224,6 +247,10 @@ fn route_plan(silo: &Silo, slug: &str) -> Option<String> {
         .load()
         .tenant(slug)
         .map(|t| t.plan.name.clone())
+}
+
+fn route_status(silo: &Silo, slug: &str) -> Option<TenantStatus> {
+    silo.ctx.router.load().tenant(slug).map(|t| t.status)
 }
 
 async fn login_error(silo: &Silo, user: &str, password: &str) -> mysql_async::Error {
@@ -256,10 +283,7 @@ async fn init_is_idempotent_and_keeps_the_url_secret() {
     }
     // A fresh database: created, then every step applied once.
     let fresh = unique("cpfresh");
-    let url = format!(
-        "mysql://root@127.0.0.1:{}/{fresh}?prefer_socket=false",
-        cp.server.port
-    );
+    let url = cp_url(cp.server.addr(), &fresh);
     let out = run(url.clone()).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied 0001_control_plane"));
@@ -330,11 +354,8 @@ async fn serves_from_the_control_plane_and_follows_its_changes() {
     let reloads = silo.ctx.catalog.health.reloads.load(Ordering::Relaxed);
 
     // A plan change.
-    cp.sql(&format!(
-        "UPDATE tenants SET subscription_plan = 'tiny' WHERE tenant_slug = '{}'",
-        acme.slug
-    ))
-    .await;
+    cp.set_tenant(&acme.slug, "subscription_plan = 'tiny'")
+        .await;
     eventually!("the plan change", {
         route_plan(&silo, &acme.slug).as_deref() == Some("tiny")
     });
@@ -359,11 +380,7 @@ async fn serves_from_the_control_plane_and_follows_its_changes() {
     // A move to the other backend, where the tenant's database was copied.
     let s = servers();
     provision_copy(&s[1], &other.slug, &other.db).await;
-    cp.sql(&format!(
-        "UPDATE tenants SET backend_id = 2 WHERE tenant_slug = '{}'",
-        other.slug
-    ))
-    .await;
+    cp.set_tenant(&other.slug, "backend_id = 2").await;
     eventually!("the move", {
         silo.ctx
             .router
@@ -377,26 +394,15 @@ async fn serves_from_the_control_plane_and_follows_its_changes() {
     drop(conn);
 
     // Suspended, then deleted: not served, then not routed at all.
-    cp.sql(&format!(
-        "UPDATE tenants SET status = 'suspended' WHERE tenant_slug = '{}'",
-        other.slug
-    ))
-    .await;
+    cp.set_tenant(&other.slug, "status = 'suspended'").await;
     eventually!("the suspension", {
-        silo.ctx
-            .router
-            .load()
-            .tenant(&other.slug)
-            .is_some_and(|t| t.status == TenantStatus::Suspended)
+        route_status(&silo, &other.slug) == Some(TenantStatus::Suspended)
     });
     let err = login_error(&silo, &format!("app.{}", other.slug), APP_PASSWORD).await;
     assert_eq!(error_code(&err), Some(1045));
     assert!(err.to_string().contains("is suspended"), "{err}");
-    cp.sql(&format!(
-        "UPDATE tenants SET status = 'deleted', deleted_at = NOW(6) WHERE tenant_slug = '{}'",
-        other.slug
-    ))
-    .await;
+    cp.set_tenant(&other.slug, "status = 'deleted', deleted_at = NOW(6)")
+        .await;
     eventually!("the deletion", {
         silo.ctx.router.load().tenant(&other.slug).is_none()
     });
@@ -456,11 +462,7 @@ async fn an_outage_keeps_the_last_table_and_is_caught_up_after() {
         health.unreachable.load(Ordering::Relaxed)
     });
     // Changed while silo cannot see it.
-    cp.sql(&format!(
-        "UPDATE tenants SET status = 'suspended' WHERE tenant_slug = '{}'",
-        other.slug
-    ))
-    .await;
+    cp.set_tenant(&other.slug, "status = 'suspended'").await;
     let failures = health.failures.load(Ordering::Relaxed);
     eventually!("more failed polls", {
         health.failures.load(Ordering::Relaxed) >= failures + 3
@@ -493,12 +495,7 @@ async fn an_outage_keeps_the_last_table_and_is_caught_up_after() {
     relay.set_refuse(false);
     eventually!("the catch-up", {
         !health.unreachable.load(Ordering::Relaxed)
-            && silo
-                .ctx
-                .router
-                .load()
-                .tenant(&other.slug)
-                .is_some_and(|t| t.status == TenantStatus::Suspended)
+            && route_status(&silo, &other.slug) == Some(TenantStatus::Suspended)
     });
     silo.assert_serves(&acme).await;
     assert!(health.staleness_seconds() < 5.0);
@@ -545,10 +542,8 @@ async fn bad_rows_are_refused_and_the_running_table_stays() {
         ),
     ] {
         let rejected = health.rejected.load(Ordering::Relaxed);
-        cp.sql(&format!(
-            "UPDATE tenants SET limit_overrides = NULL, {set} WHERE tenant_slug = '{slug}'"
-        ))
-        .await;
+        cp.set_tenant(slug, &format!("limit_overrides = NULL, {set}"))
+            .await;
         eventually!("the refusal", {
             health.rejected.load(Ordering::Relaxed) > rejected
         });
@@ -567,10 +562,8 @@ async fn bad_rows_are_refused_and_the_running_table_stays() {
 
     // Repaired: installed at the next poll.
     let sealed = to_hex(&cp.key.seal(acme.db.password.as_bytes()).unwrap());
-    cp.sql(&format!(
-        "UPDATE tenants SET db_password_encrypted = UNHEX('{sealed}') WHERE tenant_slug = '{slug}'"
-    ))
-    .await;
+    cp.set_tenant(slug, &format!("db_password_encrypted = UNHEX('{sealed}')"))
+        .await;
     eventually!("the repaired row", {
         silo.ctx.router.load().version > version
     });
@@ -608,10 +601,7 @@ async fn a_missing_or_wrong_key_or_schema_stops_the_start() {
     let cp = ControlPlane::new().await;
     let acme = cp.tenant("keyacme", 1, "open").await;
     let url = cp.url(cp.server.addr());
-    let without_file = cp.toml(&url).replace(
-        &format!("secret_key_file = \"{}\"\n", cp.key_file.display()),
-        "",
-    );
+    let without_file = cp.toml_without_key_file(&url);
     assert!(!without_file.contains("secret_key_file"));
 
     let stderr = serve_fails(&without_file, None).await;
@@ -639,10 +629,7 @@ async fn a_missing_or_wrong_key_or_schema_stops_the_start() {
     root.query_drop(format!("CREATE DATABASE {empty}"))
         .await
         .unwrap();
-    let config = cp.toml(&format!(
-        "mysql://root@127.0.0.1:{}/{empty}?prefer_socket=false",
-        cp.server.port
-    ));
+    let config = cp.toml(&cp_url(cp.server.addr(), &empty));
     let stderr = serve_fails(&config, None).await;
     assert!(stderr.contains("silo control-plane init"), "{stderr}");
 
@@ -704,13 +691,7 @@ async fn the_binary_serves_a_tenant_whose_password_it_encrypted() {
     let sealed = String::from_utf8(sealed.stdout).unwrap().trim().to_string();
     assert!(sealed.bytes().all(|b| b.is_ascii_hexdigit()), "{sealed}");
     assert!(!sealed.contains(&to_hex(db.password.as_bytes())));
-    cp.sql(&format!(
-        "INSERT INTO tenants (tenant_slug, company_name, status, subscription_plan, backend_id, \
-         db_name, db_user, db_password_encrypted) \
-         VALUES ('{slug}', 'Bin', 'active', 'open', 1, '{}', '{}', UNHEX('{sealed}'))",
-        db.database, db.user
-    ))
-    .await;
+    cp.tenant_row(&slug, 1, "open", &db, &sealed).await;
     cp.user(&slug, "app", APP_PASSWORD).await;
 
     let dir = tempfile::tempdir().unwrap();
@@ -721,12 +702,8 @@ async fn the_binary_serves_a_tenant_whose_password_it_encrypted() {
         .port();
     let config = dir.path().join("silo.toml");
     let text = cp
-        .toml(&cp.url(cp.server.addr()))
-        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"))
-        .replace(
-            &format!("secret_key_file = \"{}\"\n", cp.key_file.display()),
-            "",
-        );
+        .toml_without_key_file(&cp.url(cp.server.addr()))
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
     std::fs::write(&config, text).unwrap();
     let _child = tokio::process::Command::new(silo_bin)
         .args(["serve", "--config"])
@@ -782,12 +759,7 @@ async fn changes_are_written_through_with_their_event() {
     // Already live when apply returns.
     assert_eq!(applied.version, silo.ctx.router.load().version);
     assert_eq!(route_plan(&silo, &acme.slug).as_deref(), Some("gold"));
-    let stored: Option<String> = cp
-        .value(&format!(
-            "SELECT subscription_plan FROM tenants WHERE tenant_slug = '{}'",
-            acme.slug
-        ))
-        .await;
+    let stored: Option<String> = cp.stored(&acme.slug, "subscription_plan").await;
     assert_eq!(stored.as_deref(), Some("gold"));
     let mut conn = cp.conn().await;
     let event: Option<(String, String, String)> = conn
@@ -937,12 +909,7 @@ async fn admin_changes_are_written_to_the_control_plane() {
         info.contains("written to the control-plane database"),
         "{info}"
     );
-    let stored: Option<String> = cp
-        .value(&format!(
-            "SELECT subscription_plan FROM tenants WHERE tenant_slug = '{}'",
-            acme.slug
-        ))
-        .await;
+    let stored: Option<String> = cp.stored(&acme.slug, "subscription_plan").await;
     assert_eq!(stored.as_deref(), Some("tight"));
     // In force when the OK arrives: the plan's single client is enforced.
     let _first = silo.app(&acme).await;
@@ -955,12 +922,7 @@ async fn admin_changes_are_written_to_the_control_plane() {
     )
     .await
     .expect("suspended");
-    let status: Option<String> = cp
-        .value(&format!(
-            "SELECT status FROM tenants WHERE tenant_slug = '{}'",
-            acme.slug
-        ))
-        .await;
+    let status: Option<String> = cp.stored(&acme.slug, "status").await;
     assert_eq!(status.as_deref(), Some("suspended"));
 
     let events: Vec<(String, String)> = bounded(
@@ -1013,12 +975,7 @@ async fn two_instances_share_the_control_plane() {
     .expect("suspended");
     eventually!(
         "the second instance sees the suspension",
-        second
-            .ctx
-            .router
-            .load()
-            .tenant(&acme.slug)
-            .is_some_and(|t| t.status == TenantStatus::Suspended)
+        route_status(&second, &acme.slug) == Some(TenantStatus::Suspended)
     );
     let refused = login_error(&second, &format!("app.{}", acme.slug), APP_PASSWORD).await;
     assert_eq!(error_code(&refused), Some(1045), "{refused}");

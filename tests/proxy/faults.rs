@@ -5,7 +5,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 
 use crate::common::faults::FaultProxy;
-use crate::common::{APP_PASSWORD, Setup, bounded, error_code, servers};
+use crate::common::{APP_PASSWORD, Setup, bounded, error_code, eventually, servers};
 
 #[tokio::test]
 async fn a_backend_lost_mid_query_gives_an_error_and_later_clients_work() {
@@ -47,12 +47,7 @@ async fn a_down_backend_is_reported_and_recovery_is_seen() {
     // The failed connects may have had the backend marked down already:
     // it is served again after its next health check.
     let pool = silo.pool(2);
-    for _ in 0..250 {
-        if pool.is_healthy() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(Duration::from_secs(5), || pool.is_healthy()).await;
     assert!(pool.is_healthy(), "backend 2 answers again");
     silo.assert_serves(&acme).await;
     // The failed attempts did not leak pool slots.
@@ -68,12 +63,7 @@ async fn a_stale_idle_connection_is_replaced_transparently() {
     let _: Option<u8> = first.query_first("SELECT 1").await.unwrap();
     first.disconnect().await.unwrap();
     // Wait for the reset connection to be idle, then kill it server-side.
-    for _ in 0..200 {
-        if silo.pool(1).snapshot().idle == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(2), || silo.pool(1).snapshot().idle == 1).await;
     crate::common::mariadb::kill_user_connections(&servers()[0], &acme.db.user).await;
     silo.assert_serves(&acme).await;
 }

@@ -6,22 +6,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::*;
 
 use crate::common::faults::FaultProxy;
-use crate::common::{Setup, bounded, error_code, servers};
-
-/// Polls `cond` every 20 ms for at most `within`; returns whether it held.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    // Bounded by `deadline`.
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::common::{Setup, bounded, error_code, eventually, servers};
 
 /// The log text without terminal colours.
 pub fn strip_ansi(text: &str) -> String {

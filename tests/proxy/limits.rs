@@ -22,14 +22,11 @@ async fn opts_for(silo: &Silo, tenant: &Tenant) -> mysql_async::Opts {
 }
 
 /// Polls `check` every 10 ms for at most 5 s.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
+async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    assert!(
+        crate::common::eventually(Duration::from_secs(5), check).await,
+        "timed out waiting for {what}"
+    );
 }
 
 #[tokio::test]

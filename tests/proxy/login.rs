@@ -159,12 +159,7 @@ async fn the_mariadb_cli_logs_in_and_reads_its_tenant() {
             &["-e", "SELECT name FROM items ORDER BY id"],
         )
         .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::common::stdout_of_success(&out);
     assert_eq!(
         text.lines().collect::<Vec<_>>(),
         [
@@ -221,10 +216,5 @@ async fn required_tls_refuses_plain_logins_and_accepts_the_cli_over_tls() {
     )
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    assert_eq!(crate::common::stdout_of_success(&out).trim(), "3");
 }

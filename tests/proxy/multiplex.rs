@@ -283,6 +283,23 @@ async fn a_pinned_connection_is_not_lent_to_anyone_else() {
 }
 
 #[tokio::test]
+async fn a_new_connection_already_in_the_schema_gets_no_init_db() {
+    let mut setup = Setup::new();
+    let acme = setup.tenant("noinitdb", 1).await;
+    let silo = setup.start().await;
+    let mut c = silo.app(&acme).await;
+    // COM_INIT_DB counts as Com_change_db on the backend session.
+    let (_, changes): (String, u64) = bounded(
+        "Com_change_db",
+        c.query_first("SHOW SESSION STATUS LIKE 'Com_change_db'"),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(changes, 0);
+}
+
+#[tokio::test]
 async fn variables_and_schema_follow_the_client_to_another_connection() {
     let mut setup = Setup::new();
     let acme = setup.tenant("replay", 1).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use mysql_async::prelude::*;
 
 use crate::common::mariadb::processlist_count;
-use crate::common::{Setup, bounded, error_code, servers};
+use crate::common::{Setup, bounded, error_code, eventually, servers};
 
 #[tokio::test]
 async fn a_full_pool_makes_clients_wait_then_time_out_clearly() {
@@ -110,12 +110,10 @@ async fn the_backend_cap_holds_with_many_clients_of_two_tenants() {
     );
     assert!(snap.opened <= 3 + snap.closed, "{snap:?}");
     // Released connections are reset in the background, then idle.
-    for _ in 0..400 {
-        if silo.pool(1).snapshot().in_use == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(Duration::from_secs(4), || {
+        silo.pool(1).snapshot().in_use == 0
+    })
+    .await;
     assert_eq!(
         silo.pool(1).snapshot().in_use,
         0,
@@ -162,10 +160,8 @@ async fn threaded_runtimes_share_pools_across_worker_threads() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        let catalog = silo::catalog::Catalog::fixed(config.clone());
         silo::server::run_threaded(
-            config,
-            catalog,
+            silo::catalog::Catalog::fixed(config),
             3,
             move |addr, _| addr_tx.send(addr).unwrap(),
             async {
@@ -231,14 +227,10 @@ async fn connections_are_retired_after_their_max_lifetime() {
     let old: Option<u64> = first.query_first("SELECT CONNECTION_ID()").await.unwrap();
     first.disconnect().await.unwrap();
     // The reaper retires the connection once it is older than 300 ms.
-    let mut retired = false;
-    for _ in 0..200 {
-        if silo.pool(2).snapshot().closed >= 1 {
-            retired = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let retired = eventually(Duration::from_secs(5), || {
+        silo.pool(2).snapshot().closed >= 1
+    })
+    .await;
     assert!(retired, "{:?}", silo.pool(2).snapshot());
     let mut second = silo.app(&acme).await;
     let new: Option<u64> = second.query_first("SELECT CONNECTION_ID()").await.unwrap();

@@ -174,12 +174,7 @@ async fn load_data_local_infile_goes_through() {
             &["--local-infile=1", "-e", &sql],
         )
         .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1003");
+    assert_eq!(crate::common::stdout_of_success(&out).trim(), "1003");
 
     // A file the client refuses to send ends with an error, not a hang.
     let missing = format!(
@@ -219,12 +214,7 @@ async fn cli_and_mysql_async_share_a_backend_at_the_same_time() {
         silo.cli(&user, APP_PASSWORD, &args),
         conn.query::<(u32, String), _>("SELECT id, name FROM items ORDER BY id")
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = crate::common::stdout_of_success(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     assert_eq!(lines[0], format!("1\t{} one", acme.slug));

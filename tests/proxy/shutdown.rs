@@ -66,6 +66,19 @@ async fn wait_for_sleep(tenant: &Tenant) {
     panic!("the statement never started on the backend");
 }
 
+/// A client with an open transaction holding an uncommitted row 10.
+async fn open_transaction(silo: &SiloProcess, user: &str, text: &str) -> mysql_async::Conn {
+    let mut tx = connect(silo.opts(user, APP_PASSWORD).into(), "tx client").await;
+    bounded("begin", tx.query_drop("BEGIN")).await.unwrap();
+    bounded(
+        "insert",
+        tx.query_drop(format!("INSERT INTO items VALUES (10, '{text}')")),
+    )
+    .await
+    .unwrap();
+    tx
+}
+
 #[tokio::test]
 async fn sigterm_lets_statements_and_transactions_finish_then_exits_cleanly() {
     let mut setup = crate::common::Setup::new().shutdown_deadline_ms(20_000);
@@ -73,15 +86,7 @@ async fn sigterm_lets_statements_and_transactions_finish_then_exits_cleanly() {
     let mut silo = setup.spawn(Some("info")).await;
     let user = format!("app.{}", acme.slug);
 
-    // An open transaction with an uncommitted row.
-    let mut tx = connect(silo.opts(&user, APP_PASSWORD).into(), "tx client").await;
-    bounded("begin", tx.query_drop("BEGIN")).await.unwrap();
-    bounded(
-        "insert",
-        tx.query_drop("INSERT INTO items VALUES (10, 'committed while stopping')"),
-    )
-    .await
-    .unwrap();
+    let mut tx = open_transaction(&silo, &user, "committed while stopping").await;
     // An idle client, which is closed at once.
     let mut idle = RawClient::login(silo.addr, &user, APP_PASSWORD)
         .await
@@ -138,14 +143,7 @@ async fn a_transaction_left_open_past_the_deadline_is_closed_and_silo_exits_clea
     let mut silo = setup.spawn(Some("info")).await;
     let user = format!("app.{}", acme.slug);
 
-    let mut tx = connect(silo.opts(&user, APP_PASSWORD).into(), "tx client").await;
-    bounded("begin", tx.query_drop("BEGIN")).await.unwrap();
-    bounded(
-        "insert",
-        tx.query_drop("INSERT INTO items VALUES (10, 'never committed')"),
-    )
-    .await
-    .unwrap();
+    let mut tx = open_transaction(&silo, &user, "never committed").await;
 
     let stopped = Instant::now();
     silo.terminate();

@@ -37,7 +37,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Pool, PoolConstraints, PoolOpts, TxOpts, UrlError};
 use serde_json::json;
 
-pub use schema::{InitOutcome, MIGRATIONS};
+pub use schema::InitOutcome;
 
 use super::{Applied, Catalog, CatalogError, Change, Event, Source};
 use crate::config::{Config, ControlPlaneConfig};
@@ -56,7 +56,6 @@ const USAGE_BATCH: usize = 500;
 /// The control plane: a small connection pool, the key of tenant
 /// passwords, and what was last read.
 pub struct Database {
-    opts: Opts,
     pool: Pool,
     /// `host:port/database`, the only form of the URL ever logged.
     endpoint: String,
@@ -194,8 +193,8 @@ pub async fn open(config: &Config) -> Result<(Database, Config), CatalogError> {
     let opts = parse_url(&cp.url).map_err(CatalogError::Invalid)?;
     let key = SecretKey::load(cp.secret_key_file.as_deref())
         .map_err(|e| CatalogError::Invalid(e.to_string()))?;
-    let db = Database::new(opts, key, cp);
-    let mut conn = bounded(db.timeout, Conn::new(db.opts.clone()))
+    let db = Database::new(opts.clone(), key, cp);
+    let mut conn = bounded(db.timeout, Conn::new(opts))
         .await
         .map_err(|e| db.unavailable(&e))?;
     let result = db.first_read(&mut conn, config).await;
@@ -221,8 +220,7 @@ impl Database {
         let opts: Opts = OptsBuilder::from_opts(opts).pool_opts(pool_opts).into();
         Database {
             endpoint: endpoint(&opts),
-            pool: Pool::new(opts.clone()),
-            opts,
+            pool: Pool::new(opts),
             timeout: cp.timeout(),
             poll_interval: cp.poll_interval(),
             flush_interval: cp.usage_flush_interval(),
@@ -332,15 +330,10 @@ impl Database {
             rows::read(&mut conn).await.map(Some)
         })
         .await;
-        let raw = match read {
-            Err(e) => return Err(self.failed(catalog, &e)),
-            Ok(raw) => {
-                self.succeeded(catalog);
-                match raw {
-                    Some(raw) => raw,
-                    None => return Ok(Refreshed::Unchanged(ctx.router.load().version)),
-                }
-            }
+        let read = read.map_err(|e| self.failed(catalog, &e))?;
+        self.succeeded(catalog);
+        let Some(raw) = read else {
+            return Ok(Refreshed::Unchanged(ctx.router.load().version));
         };
         let version = raw.version;
         let built = rows::build(raw, &self.key, &catalog.current());
@@ -371,11 +364,9 @@ impl Database {
             write_change(&mut conn, change, performed_by).await
         })
         .await;
-        match written {
-            Err(e) => return Err(self.failed(catalog, &e)),
-            Ok(Err(problem)) => return Err(CatalogError::Invalid(problem)),
-            Ok(Ok(())) => {}
-        }
+        written
+            .map_err(|e| self.failed(catalog, &e))?
+            .map_err(CatalogError::Invalid)?;
         let version = match self.refresh(catalog, ctx, true).await {
             Ok(version) => version,
             Err(e) => {
@@ -480,9 +471,7 @@ impl Database {
                 conn.exec_drop(statement, params).await
             })
             .await;
-            if let Err(e) = written {
-                return Err(self.failed(catalog, &e));
-            }
+            written.map_err(|e| self.failed(catalog, &e))?;
             self.succeeded(catalog);
             let mut state = self.state();
             for (slug, _, total, _) in batch {
@@ -518,7 +507,7 @@ async fn write_change(
     performed_by: &str,
 ) -> Result<Result<(), String>, mysql_async::Error> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
-    let (tenant_id, data) = match change {
+    let (tenant_id, mut data) = match change {
         Change::TenantPlan { tenant, plan } => {
             let Some((id, old)) = update_tenant(&mut tx, tenant, "subscription_plan", plan).await?
             else {
@@ -568,7 +557,6 @@ async fn write_change(
             )
         }
     };
-    let mut data = data;
     data["change"] = json!(change.describe());
     let performed_by: String = performed_by.chars().take(255).collect();
     tx.exec_drop(

@@ -204,7 +204,7 @@ pub(super) fn build(raw: RawRows, key: &SecretKey, base: &Config) -> Result<Load
         };
         r.label = label.clone();
         let status = r.get::<String>(2, "status").and_then(|s| {
-            let parsed = parse_status(&s);
+            let parsed = parse_word::<TenantStatus>(&s);
             if parsed.is_none() {
                 r.problem("status", format!("unknown status '{s}'"));
             }
@@ -329,15 +329,14 @@ pub(super) fn build(raw: RawRows, key: &SecretKey, base: &Config) -> Result<Load
     })
 }
 
-pub(super) fn parse_status(s: &str) -> Option<TenantStatus> {
-    Some(match s {
-        "active" => TenantStatus::Active,
-        "suspended" => TenantStatus::Suspended,
-        "provisioning" => TenantStatus::Provisioning,
-        "paused" => TenantStatus::Paused,
-        "pending_deletion" => TenantStatus::PendingDeletion,
-        _ => return None,
-    })
+/// A word of the configuration's vocabulary (`active`, `session`…), read
+/// by the enum's own `Deserialize` so a file and the control plane accept
+/// the same words.
+fn parse_word<T: serde::de::DeserializeOwned>(word: &str) -> Option<T> {
+    use serde::de::IntoDeserializer;
+    let word: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+        word.into_deserializer();
+    T::deserialize(word).ok()
 }
 
 /// The cells of one row, taken by index; a cell that is missing or of
@@ -378,15 +377,14 @@ impl<'a> Cells<'a> {
 
     /// An optional `pool_mode` cell: `Some(None)` when NULL.
     fn pool_mode(&mut self, index: usize) -> Option<Option<PoolMode>> {
-        match self.get::<Option<String>>(index, "pool_mode")?.as_deref() {
-            None => Some(None),
-            Some("session") => Some(Some(PoolMode::Session)),
-            Some("transaction") => Some(Some(PoolMode::Transaction)),
-            Some(other) => {
-                self.problem("pool_mode", format!("unknown pool mode '{other}'"));
-                None
-            }
+        let Some(word) = self.get::<Option<String>>(index, "pool_mode")? else {
+            return Some(None);
+        };
+        let parsed = parse_word::<PoolMode>(&word);
+        if parsed.is_none() {
+            self.problem("pool_mode", format!("unknown pool mode '{word}'"));
         }
+        parsed.map(Some)
     }
 }
 
@@ -458,6 +456,20 @@ mod tests {
             "pool.mode: bad",
             "other keys are kept"
         );
+    }
+
+    #[test]
+    fn status_and_pool_mode_words_are_those_of_the_file() {
+        assert_eq!(
+            parse_word::<TenantStatus>("pending_deletion"),
+            Some(TenantStatus::PendingDeletion)
+        );
+        assert_eq!(
+            parse_word::<PoolMode>("transaction"),
+            Some(PoolMode::Transaction)
+        );
+        assert_eq!(parse_word::<TenantStatus>("deleted"), None);
+        assert_eq!(parse_word::<PoolMode>("Session"), None);
     }
 
     #[test]

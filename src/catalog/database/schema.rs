@@ -51,20 +51,16 @@ pub enum InitOutcome {
     UpToDate { version: u32 },
 }
 
-/// Creates the database the URL names if it does not exist, then applies
-/// every missing step. Each statement is bounded by `timeout`.
+/// Creates the database `opts` names (checked by [`super::parse_url`]) if
+/// it does not exist, then applies every missing step. Each statement is
+/// bounded by `timeout`.
 ///
 /// # Errors
-/// The URL names no database, the server cannot be reached, or a
-/// statement fails (named by its step and position).
-pub async fn init(opts: &Opts, timeout: Duration) -> Result<InitOutcome, String> {
+/// The server cannot be reached, or a statement fails (named by its step
+/// and position).
+pub(super) async fn init(opts: &Opts, timeout: Duration) -> Result<InitOutcome, String> {
     let at = endpoint(opts);
-    let Some(database) = opts.db_name().map(str::to_string) else {
-        return Err(
-            "control_plane.url must name the database: mysql://user:password@host:port/database"
-                .into(),
-        );
-    };
+    let database = opts.db_name().unwrap_or_default();
     let fail = |e: DbError| format!("control plane at {at}: {e}");
     let server = OptsBuilder::from_opts(opts.clone()).db_name(None::<String>);
     let mut conn = bounded(timeout, Conn::new(server)).await.map_err(fail)?;
@@ -169,7 +165,7 @@ pub(super) async fn recorded_version(conn: &mut Conn) -> Result<Option<u32>, mys
 
 /// Splits a migration into statements at `;` outside quotes and comments,
 /// with the comments left out (a comment becomes one space).
-pub fn statements(sql: &str) -> Vec<String> {
+fn statements(sql: &str) -> Vec<String> {
     #[derive(Clone, Copy, PartialEq)]
     enum State {
         Code,
